@@ -1,0 +1,180 @@
+"""The one config system: pydantic models that forbid unknown keys, filled from YAML in configs/."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class RetryConfig(StrictModel):
+    """urllib3 Retry settings for tile requests."""
+
+    total: int = Field(4, ge=0, le=20)
+    backoff_factor: float = Field(0.5, ge=0)
+    backoff_max_s: float = Field(30.0, gt=0)
+    status_forcelist: list[int] = [429, 500, 502, 503, 504]
+    respect_retry_after: bool = True
+
+
+class HttpSourceConfig(StrictModel):
+    """Settings shared by every tile source reached over HTTP."""
+
+    attribution: str = ""
+    token_env: str | None = Field(
+        None, description="Name of the environment variable that holds the access token (never the token)."
+    )
+    headers: dict[str, str] = {}
+    connect_timeout_s: float = Field(5.0, gt=0)
+    read_timeout_s: float = Field(20.0, gt=0)
+    max_concurrency: int = Field(8, ge=1, le=256)
+    max_requests_per_second: float | None = Field(None, gt=0)
+    retry: RetryConfig = RetryConfig()
+    placeholder_sha256: list[str] = Field(
+        [], description="sha256 of bodies the server returns instead of imagery ('no imagery' tiles)."
+    )
+    blank_tile_is_missing: bool = Field(
+        True, description="Treat a tile of one uniform colour as a 'no imagery' placeholder."
+    )
+    max_zoom: int = Field(19, ge=0, le=24)
+
+    def token(self) -> str | None:
+        """The token from the environment; fails, naming the variable, when it is unset."""
+        if self.token_env is None:
+            return None
+        value = os.environ.get(self.token_env, "").strip()
+        if not value:
+            raise MissingTokenError(self.token_env)
+        return value
+
+
+class XYZSourceConfig(HttpSourceConfig):
+    kind: Literal["xyz"] = "xyz"
+    url: str = Field(description="Template with {z}/{x}/{y} or {quadkey}; {s} for subdomains; {token}.")
+    subdomains: list[str] = []
+
+    @field_validator("url")
+    @classmethod
+    def _has_tile_placeholders(cls, url: str) -> str:
+        if "{quadkey}" not in url and not all(p in url for p in ("{z}", "{x}", "{y}")):
+            raise ValueError(
+                f"URL template {url!r} must contain {{z}}, {{x}} and {{y}} (or {{quadkey}}), "
+                "e.g. https://example.com/tiles/{z}/{x}/{y}.jpg"
+            )
+        return url
+
+    @model_validator(mode="after")
+    def _subdomains_used(self):
+        if "{s}" in self.url and not self.subdomains:
+            raise ValueError("URL template uses {s} but no subdomains are configured")
+        return self
+
+
+class GoogleTilesConfig(HttpSourceConfig):
+    """Google Map Tiles API (2D satellite): an API key plus a session token from createSession."""
+
+    kind: Literal["google_tiles"] = "google_tiles"
+    token_env: str | None = "GOOGLE_MAPS_API_KEY"
+    session_url: str = "https://tile.googleapis.com/v1/createSession"
+    tile_url: str = "https://tile.googleapis.com/v1/2dtiles/{z}/{x}/{y}?session={session}&key={token}"
+    map_type: Literal["satellite"] = "satellite"
+    language: str = "en-US"
+    region: str = "US"
+    tiles_per_minute: int = Field(6000, ge=1, description="Per-minute quota of the project's API key.")
+    tiles_per_day: int = Field(100000, ge=1, description="Daily tile quota; the source stops at it.")
+
+
+class WorldSourceConfig(StrictModel):
+    """The simulated world, rendered in-process (same code path as any other tile source)."""
+
+    kind: Literal["world"] = "world"
+    rendering: Literal["a", "b"] = Field(description="Which of the world's two imagery renderings.")
+    attribution: str = "mapper simulated world"
+
+
+class RasterFileSourceConfig(StrictModel):
+    """GeoTIFFs (any CRS) warped onto the z-level Web Mercator grid."""
+
+    kind: Literal["raster"] = "raster"
+    paths: list[Path]
+    bands: list[int] = [1, 2, 3]
+    resampling: Literal["nearest", "bilinear", "cubic", "lanczos"] = "bilinear"
+    rescale: tuple[float, float] | None = Field(
+        None, description="Map this input value range linearly to 0-255 (for non-8-bit rasters)."
+    )
+
+
+SourceConfig = Annotated[
+    XYZSourceConfig | GoogleTilesConfig | WorldSourceConfig | RasterFileSourceConfig,
+    Field(discriminator="kind"),
+]
+
+
+class CacheConfig(StrictModel):
+    enabled: bool = True
+    dir: Path = Field(
+        default_factory=lambda: Path(os.environ.get("MAPPER_CACHE_DIR", Path.home() / ".cache" / "mapper")),
+        description="One MBTiles file per source lives here, shared across runs.",
+    )
+
+
+class MosaicConfig(StrictModel):
+    compress: Literal["deflate", "lzw", "zstd", "none"] = "deflate"
+    tile_size: int = Field(256, ge=16)
+    zlevel: int = Field(1, ge=1, le=9, description="Deflate level: 1 is fast and nearly as small.")
+
+
+class WorldConfig(StrictModel):
+    seed: int = Field(0, ge=0, description="World seed; a different seed is a held-out world.")
+
+
+class MapperConfig(StrictModel):
+    zoom: int = Field(16, ge=10, le=19)
+    sources: dict[str, SourceConfig]
+    source_sets: dict[str, list[str]] = Field(
+        {}, description="Named pairs of sources, e.g. demo: [demo-a, demo-b]; the first is 'source A'."
+    )
+    cache: CacheConfig = CacheConfig()
+    mosaic: MosaicConfig = MosaicConfig()
+    world: WorldConfig = WorldConfig()
+
+    @model_validator(mode="after")
+    def _sets_name_sources(self):
+        for name, members in self.source_sets.items():
+            unknown = [m for m in members if m not in self.sources]
+            if unknown:
+                raise ValueError(f"source set {name!r} names unknown sources {unknown}")
+        return self
+
+    def resolve_sources(self, name: str) -> list[str]:
+        """Source names for a source or a source set ('demo' -> ['demo-a', 'demo-b'])."""
+        names = [n.strip() for n in name.split(",") if n.strip()]
+        out: list[str] = []
+        for n in names:
+            if n in self.source_sets:
+                out += self.source_sets[n]
+            elif n in self.sources:
+                out.append(n)
+            else:
+                known = sorted(set(self.sources) | set(self.source_sets))
+                raise ConfigError(f"unknown source {n!r}; configured sources: {', '.join(known)}")
+        return out
+
+
+class ConfigError(ValueError):
+    pass
+
+
+class MissingTokenError(ConfigError):
+    def __init__(self, env_var: str):
+        super().__init__(
+            f"the access token is missing: set the environment variable {env_var} "
+            f"(e.g. `export {env_var}=...`) before running; it is read from the environment only"
+        )
+        self.env_var = env_var

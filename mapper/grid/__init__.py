@@ -1,0 +1,1 @@
+"""Block grid, administrative units and the blocks of a region."""

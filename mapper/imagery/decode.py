@@ -1,0 +1,111 @@
+"""Decode tile bodies into pixels, refusing anything that is not a whole image.
+
+Servers under load answer with HTML error pages, truncated JPEGs or 'no imagery' placeholder tiles;
+none of these may enter a mosaic or the cache as imagery.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import cv2
+import numpy as np
+
+from mapper.imagery.sources import TileResult
+from mapper.imagery.tilegrid import TILE_SIZE
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_END = b"IEND\xaeB`\x82"
+JPEG_START = b"\xff\xd8"
+JPEG_END = b"\xff\xd9"
+WEBP_RIFF = b"RIFF"
+
+
+class TileDecodeError(ValueError):
+    """The body is not a complete image tile."""
+
+
+def sniff_format(body: bytes) -> str:
+    if body.startswith(PNG_SIGNATURE):
+        return "png"
+    if body.startswith(JPEG_START):
+        return "jpeg"
+    if body.startswith(WEBP_RIFF) and body[8:12] == b"WEBP":
+        return "webp"
+    head = body[:64].lstrip().lower()
+    if head.startswith((b"<!doctype", b"<html", b"<?xml", b"{")):
+        raise TileDecodeError("the server sent a text/HTML page, not an image")
+    raise TileDecodeError("the body is not a PNG, JPEG or WebP image")
+
+
+def check_complete(body: bytes, fmt: str) -> None:
+    """Truncated bodies decode 'successfully' in libjpeg with grey bands; catch them by their end marker."""
+    if fmt == "png" and not body.rstrip(b"\x00").endswith(PNG_END):
+        raise TileDecodeError("truncated PNG (no IEND chunk)")
+    if fmt == "jpeg" and not body.rstrip(b"\x00").endswith(JPEG_END):
+        raise TileDecodeError("truncated JPEG (no end-of-image marker)")
+    if fmt == "webp" and len(body) < int.from_bytes(body[4:8], "little") + 8:
+        raise TileDecodeError("truncated WebP")
+
+
+def decode_tile(body: bytes) -> tuple[np.ndarray, np.ndarray | None]:
+    """RGB uint8 (256, 256, 3) and a validity mask from the alpha channel (None when opaque)."""
+    if not body:
+        raise TileDecodeError("empty body")
+    fmt = sniff_format(body)
+    check_complete(body, fmt)
+    arr = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        raise TileDecodeError(f"{fmt} body could not be decoded")
+    if arr.shape[:2] != (TILE_SIZE, TILE_SIZE):
+        raise TileDecodeError(f"tile is {arr.shape[1]}x{arr.shape[0]} px, expected {TILE_SIZE}x{TILE_SIZE}")
+    if arr.dtype != np.uint8:
+        arr = (arr >> 8).astype(np.uint8) if arr.dtype == np.uint16 else arr.astype(np.uint8)
+    if arr.ndim == 2:
+        return cv2.cvtColor(arr, cv2.COLOR_GRAY2RGB), None
+    if arr.shape[2] == 4:
+        valid = arr[:, :, 3] > 0
+        rgb = cv2.cvtColor(arr, cv2.COLOR_BGRA2RGB)
+        return rgb, (None if valid.all() else valid)
+    return cv2.cvtColor(arr, cv2.COLOR_BGR2RGB), None
+
+
+def body_to_result(body: bytes, placeholder_sha256: frozenset[str] = frozenset(), blank_is_missing: bool = True):
+    """Classify a fetched body: imagery, or missing with the reason (never raises)."""
+    if placeholder_sha256 and hashlib.sha256(body).hexdigest() in placeholder_sha256:
+        return TileResult.absent("placeholder tile (no imagery)")
+    try:
+        rgb, valid = decode_tile(body)
+    except TileDecodeError as e:
+        return TileResult.absent(f"undecodable: {e}")
+    if valid is not None and not valid.any():
+        return TileResult.absent("fully transparent tile (no imagery)")
+    if blank_is_missing and is_blank(rgb):
+        return TileResult.absent("blank tile of one colour (no imagery)")
+    return TileResult.image(rgb, valid)
+
+
+def is_blank(rgb: np.ndarray) -> bool:
+    """One uniform colour: what 'no imagery here' placeholders look like at most providers."""
+    flat = rgb.reshape(-1, 3)
+    return bool((flat == flat[0]).all())
+
+
+def encode_png(rgb: np.ndarray, valid: np.ndarray | None = None) -> bytes:
+    """Lossless PNG (RGBA when some pixels are invalid)."""
+    if valid is None or valid.all():
+        img = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    else:
+        img = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGRA)
+        img[:, :, 3] = np.where(valid, 255, 0).astype(np.uint8)
+    ok, buf = cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise RuntimeError("JPEG encoding failed")
+    return buf.tobytes()

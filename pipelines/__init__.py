@@ -1,0 +1,1 @@
+"""Ray orchestration (the only place that imports ray)."""

@@ -1,0 +1,1 @@
+"""Three-level validation, comparisons and the run report."""
