@@ -1,0 +1,46 @@
+"""The `mapper` command. Heavy libraries are imported inside commands so `mapper --help` is instant."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from mapper import __version__
+from mapper.cli.cache import cache
+from mapper.cli.demo import demo
+from mapper.cli.fetch import fetch
+from mapper.cli.grid import grid
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="mapper")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+def cli(verbose: int) -> None:
+    """Map cropland at 2 m from web-map satellite imagery, province by province (the CropLayer method)."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+cli.add_command(grid)
+cli.add_command(fetch)
+cli.add_command(demo)
+cli.add_command(cache)
+
+
+def main() -> None:
+    """Entry point: known user errors print one clear line and exit 2, never a traceback."""
+    from mapper.cli.errors import USER_ERRORS
+
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except USER_ERRORS as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)

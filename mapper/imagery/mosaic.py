@@ -1,0 +1,134 @@
+"""Block mosaics: the z-level tiles covering a block, placed on the native EPSG:3857 pixel grid.
+
+No resampling anywhere: a block's grid is a window of the global pixel grid (see tilegrid), so each tile
+pixel lands on exactly one block pixel and the GeoTIFF transform is exact from tile math.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mapper.grid.blocks import Block
+from mapper.imagery.sources import TileKey, TileSource
+from mapper.imagery.tilegrid import TILE_SIZE, PixelWindow
+from mapper.store.atomic import atomic_path
+
+CRS = "EPSG:3857"
+
+
+@dataclass
+class BlockMosaic:
+    window: PixelWindow
+    rgb: np.ndarray  # (H, W, 3) uint8
+    valid: np.ndarray  # (H, W) bool: False where no imagery
+    missing_tiles: dict[TileKey, str] = field(default_factory=dict)
+    block_id: str | None = None
+
+    @property
+    def nodata_fraction(self) -> float:
+        return 1.0 - float(np.count_nonzero(self.valid)) / self.valid.size
+
+
+def tile_overlap(window: PixelWindow, tx: int, ty: int):
+    """Slices (in the window, in the tile) of where tile (tx, ty) overlaps the window."""
+    c0, r0 = tx * TILE_SIZE, ty * TILE_SIZE
+    wc0, wc1 = max(window.col0, c0), min(window.col1, c0 + TILE_SIZE)
+    wr0, wr1 = max(window.row0, r0), min(window.row1, r0 + TILE_SIZE)
+    dst = (slice(wr0 - window.row0, wr1 - window.row0), slice(wc0 - window.col0, wc1 - window.col0))
+    src = (slice(wr0 - r0, wr1 - r0), slice(wc0 - c0, wc1 - c0))
+    return dst, src
+
+
+def mosaic_window(source: TileSource, window: PixelWindow) -> BlockMosaic:
+    keys = [(window.zoom, tx, ty) for tx, ty in window.tiles()]
+    results = source.get_tiles(keys)
+    rgb = np.zeros((*window.shape, 3), np.uint8)
+    valid = np.zeros(window.shape, bool)
+    missing: dict[TileKey, str] = {}
+    for key in keys:
+        res = results.get(key)
+        if res is None or not res.ok:
+            missing[key] = res.missing if res is not None else "not returned by the source"
+            continue
+        dst, src = tile_overlap(window, key[1], key[2])
+        rgb[dst] = res.rgb[src]
+        valid[dst] = True if res.valid is None else res.valid[src]
+    return BlockMosaic(window, rgb, valid, missing)
+
+
+def mosaic_block(source: TileSource, block: Block, zoom: int = 16) -> BlockMosaic:
+    mosaic = mosaic_window(source, block.window(zoom))
+    mosaic.block_id = block.id
+    return mosaic
+
+
+def geotiff_profile(window: PixelWindow, count: int, dtype: str, compress: str, tile_size: int, zlevel: int):
+    profile = {
+        "driver": "GTiff",
+        "width": window.width,
+        "height": window.height,
+        "count": count,
+        "dtype": dtype,
+        "crs": CRS,
+        "transform": window.transform,
+        "tiled": True,
+        "blockxsize": tile_size,
+        "blockysize": tile_size,
+        "interleave": "pixel",
+    }
+    if compress != "none":
+        profile.update(compress=compress, predictor=2)
+        if compress == "deflate":
+            profile["zlevel"] = zlevel
+    return profile
+
+
+def write_mosaic(mosaic: BlockMosaic, path: Path | str, *, compress="deflate", tile_size=256, zlevel=1) -> Path:
+    """Tiled, compressed RGB GeoTIFF with an internal nodata mask; written atomically."""
+    import rasterio
+
+    path = Path(path)
+    profile = geotiff_profile(mosaic.window, 3, "uint8", compress, tile_size, zlevel)
+    profile["photometric"] = "RGB"
+    tags = {"MAPPER_ZOOM": str(mosaic.window.zoom)}
+    if mosaic.block_id:
+        tags["MAPPER_BLOCK"] = mosaic.block_id
+    if mosaic.missing_tiles:
+        tags["MAPPER_MISSING_TILES"] = json.dumps(
+            {f"{z}/{x}/{y}": why for (z, x, y), why in mosaic.missing_tiles.items()}
+        )
+    with (
+        rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True),
+        atomic_path(path) as tmp,
+        rasterio.open(tmp, "w", **profile) as dst,
+    ):
+        dst.write(np.moveaxis(mosaic.rgb, -1, 0))
+        dst.write_mask(mosaic.valid)
+        dst.update_tags(**tags)
+    return path
+
+
+def read_mosaic(path: Path | str) -> BlockMosaic:
+    """Read a mosaic written by write_mosaic back, with its grid recovered from the transform."""
+    import rasterio
+
+    from mapper.imagery.tilegrid import ORIGIN_SHIFT, pixel_size
+
+    with rasterio.open(path) as src:
+        zoom = int(src.tags().get("MAPPER_ZOOM", 16))
+        res = pixel_size(zoom)
+        col0 = round((src.transform.c + ORIGIN_SHIFT) / res)
+        row0 = round((ORIGIN_SHIFT - src.transform.f) / res)
+        window = PixelWindow(zoom, col0, row0, col0 + src.width, row0 + src.height)
+        rgb = np.moveaxis(src.read(), 0, -1)
+        valid = src.dataset_mask() > 0
+        tags = src.tags()
+    missing = {
+        tuple(int(v) for v in k.split("/")): why
+        for k, why in json.loads(tags.get("MAPPER_MISSING_TILES", "{}")).items()
+    }
+    return BlockMosaic(window, rgb, valid, missing, tags.get("MAPPER_BLOCK"))

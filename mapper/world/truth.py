@@ -1,0 +1,112 @@
+"""Ground truth of the simulated world: per-block cropland masks, coverage types, DEM, and the
+area statistics of any region, computed from the landscape model without rendering imagery."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import shapely
+
+from mapper.grid.blocks import CELLS_PER_DEGREE, Block
+from mapper.imagery.area import _band_integral, masked_area_m2
+from mapper.imagery.mosaic import tile_overlap
+from mapper.imagery.tilegrid import lonlat_to_global_pixel
+from mapper.world.conditions import COVERAGE_NAMES, CoverageType, condition_masks, coverage_type
+from mapper.world.landscape import CROPLAND
+from mapper.world.world import World
+
+
+@dataclass
+class BlockTruth:
+    block: Block
+    cover: np.ndarray  # uint8 landscape.Cover per pixel on the block grid
+    coverage: dict[str, CoverageType]  # per rendering ("a", "b")
+    fractions: dict[str, dict[str, float]]  # per rendering: cloud / snow / nodata fractions
+
+    @property
+    def cropland(self) -> np.ndarray:
+        return CROPLAND[self.cover]
+
+    @property
+    def cropland_m2(self) -> float:
+        return masked_area_m2(self.cropland, self.block.window())
+
+    def coverage_name(self, rendering: str) -> str:
+        return COVERAGE_NAMES[self.coverage[rendering]]
+
+
+def block_cover(world: World, block: Block, zoom: int = 16) -> np.ndarray:
+    """Land cover on the block grid, assembled from the same tile windows the renderer uses."""
+    window = block.window(zoom)
+    cover = np.zeros(window.shape, np.uint8)
+    for tx, ty in window.tiles():
+        dst, src = tile_overlap(window, tx, ty)
+        cover[dst] = world.tile_cover(tx, ty)[src]
+    return cover
+
+
+def block_truth(world: World, block: Block) -> BlockTruth:
+    window = block.window()
+    cols = np.arange(window.col0, window.col1)
+    rows = np.arange(window.row0, window.row1)
+    coverage, fractions = {}, {}
+    for rendering in ("a", "b"):
+        cond = world.conditions(block, rendering)
+        cloud, _, snow, nodata = condition_masks(cond, block, cols, rows)
+        fr = {"cloud": float(cloud.mean()), "snow": float(snow.mean()), "nodata": float(nodata.mean())}
+        coverage[rendering] = coverage_type(cond, fr["cloud"], fr["snow"], fr["nodata"])
+        fractions[rendering] = fr
+    return BlockTruth(block, block_cover(world, block), coverage, fractions)
+
+
+def dem(world: World, west: float, south: float, east: float, north: float, res_deg: float = 1 / 3600):
+    """Elevation (m, float32) on a geographic grid of `res_deg` cells over the box, north-up, with its
+    GDAL-style transform: the world's stand-in for SRTM 1″ (30 m)."""
+    from affine import Affine
+
+    width = round((east - west) / res_deg)
+    height = round((north - south) / res_deg)
+    lon = west + (np.arange(width) + 0.5) * res_deg
+    lat = north - (np.arange(height) + 0.5) * res_deg
+    x, y = lonlat_to_global_pixel(*np.meshgrid(lon, lat), 16)
+    z = world.landscape.elevation(x, y).astype(np.float32)
+    return z, Affine(res_deg, 0, west, 0, -res_deg, north)
+
+
+def cropland_area_in_polygon(world: World, geometry, samples_per_block_side: int = 40) -> dict:
+    """True cropland area (ha) inside a polygon, integrated over a regular lon/lat sample grid.
+
+    Each sample stands for its cell's exact ellipsoidal area; samples outside the polygon are dropped, so
+    border blocks count only their inside part. With 40 × 40 samples per block (~140 m spacing) the
+    sampling error of a province total is far below 0.1 %.
+    """
+    from mapper.grid.region import blocks_of_polygon
+
+    n = samples_per_block_side
+    blocks = blocks_of_polygon(geometry)
+    shapely.prepare(geometry)
+    step = 1.0 / (CELLS_PER_DEGREE * n)
+    total_m2 = crop_m2 = 0.0
+    offsets = (np.arange(n) + 0.5) * step
+    for ix, iy, frac in zip(blocks["ix"], blocks["iy"], blocks["frac_inside"], strict=True):
+        b = Block(int(ix), int(iy))
+        w, s, _, _ = b.bounds
+        lon, lat = np.meshgrid(w + offsets, s + offsets)
+        edges_lat = s + np.arange(n + 1) * step
+        cell = np.radians(step) * np.diff(_band_integral(edges_lat))  # m² per sample, by row (south→north)
+        weight = np.broadcast_to(cell[:, None], lon.shape)
+        inside = np.ones(lon.shape, bool) if frac >= 1.0 else shapely.contains_xy(geometry, lon, lat)
+        if not inside.any():
+            continue
+        x, y = lonlat_to_global_pixel(lon[inside], lat[inside], 16)
+        crop = world.landscape.cropland_at_points(x, y)
+        total_m2 += float(weight[inside].sum())
+        crop_m2 += float(weight[inside][crop].sum())
+    return {
+        "cropland_ha": crop_m2 / 1e4,
+        "area_ha": total_m2 / 1e4,
+        "cropland_fraction": crop_m2 / total_m2 if total_m2 else 0.0,
+        "blocks": len(blocks),
+        "samples_per_block": n * n,
+    }
