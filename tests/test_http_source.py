@@ -314,7 +314,7 @@ def test_every_failure_mode_has_its_outcome_and_no_token_leaks(serve, token, cap
     cfg = xyz_config(
         f"{srv.base}/v4/sat/{{z}}/{{x}}/{{y}}.png?access_token={{token}}",
         token_env=TOKEN_ENV,
-        read_timeout_s=0.4,
+        read_timeout_s=0.5,
         max_concurrency=len(SCENARIOS),
         placeholder_sha256=[hashlib.sha256(_placeholder_png()).hexdigest()],
     )

@@ -38,10 +38,10 @@ def spread_sample(ids: list[str], n: int) -> list[str]:
 def fetch_blocks(config, source_name: str, block_ids: list[str], out_dir: Path, progress: bool = True) -> FetchSummary:
     from tqdm import tqdm
 
+    source = open_source(source_name, config)  # fails here, before any work, on a missing token
     out = Path(out_dir) / source_name
     out.mkdir(parents=True, exist_ok=True)
     save_resolved_config(config, out / "config.yaml")
-    source = open_source(source_name, config)  # fails here, before any work, on a missing token
     summary = FetchSummary()
     try:
         for block_id in tqdm(block_ids, desc=source_name, unit="block", disable=not progress):

@@ -98,9 +98,8 @@ def write_mosaic(mosaic: BlockMosaic, path: Path | str, *, compress="deflate", t
     if mosaic.block_id:
         tags["MAPPER_BLOCK"] = mosaic.block_id
     if mosaic.missing_tiles:
-        tags["MAPPER_MISSING_TILES"] = json.dumps(
-            {f"{z}/{x}/{y}": why for (z, x, y), why in mosaic.missing_tiles.items()}
-        )
+        # Keys only: the reason wording differs by source (HTTP 404, in-process), the imagery does not.
+        tags["MAPPER_MISSING_TILES"] = json.dumps(sorted(f"{z}/{x}/{y}" for z, x, y in mosaic.missing_tiles))
     with (
         rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True),
         atomic_path(path) as tmp,
@@ -128,7 +127,7 @@ def read_mosaic(path: Path | str) -> BlockMosaic:
         valid = src.dataset_mask() > 0
         tags = src.tags()
     missing = {
-        tuple(int(v) for v in k.split("/")): why
-        for k, why in json.loads(tags.get("MAPPER_MISSING_TILES", "{}")).items()
+        tuple(int(v) for v in k.split("/")): "missing when the mosaic was made"
+        for k in json.loads(tags.get("MAPPER_MISSING_TILES", "[]"))
     }
     return BlockMosaic(window, rgb, valid, missing, tags.get("MAPPER_BLOCK"))

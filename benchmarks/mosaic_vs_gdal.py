@@ -1,0 +1,183 @@
+"""Block mosaic + GeoTIFF: mapper versus GDAL's WMS/TMS driver, over the same local tiles.
+
+mapper: a file-backed TileSource reads and decodes each tile (mapper.imagery.decode), `mosaic_window` places
+the tiles on the block's pixel grid and `write_mosaic` writes the tiled, deflated GeoTIFF with its mask.
+GDAL: the TMS minidriver reads the block's window from the same `file://` tiles (4 bands, alpha = mask) and
+rasterio writes a GeoTIFF with the very same creation options and internal mask. Both run in this process,
+one after the other within each repeat (order rotated), on a warm page cache; times are medians.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.common import (
+    FileTileSource,
+    file_url_template,
+    median,
+    render_tile_set,
+    tile_path,
+    window_keys,
+    wms_xml,
+)
+from mapper.imagery.mosaic import geotiff_profile, mosaic_window, write_mosaic
+from mapper.imagery.tilegrid import PixelWindow
+
+
+@dataclass
+class Case:
+    label: str  # block id or a description of the window
+    window: PixelWindow
+
+
+def gdal_mosaic(xml: str, window: PixelWindow, path: Path) -> tuple[float, float]:
+    """GDAL's path: read the window through the WMS driver, write it like write_mosaic. (read s, write s)"""
+    import time
+
+    import rasterio
+    from rasterio.windows import Window
+
+    t0 = time.perf_counter()
+    with rasterio.open(xml) as ds:
+        rgba = ds.read(window=Window(window.col0, window.row0, window.width, window.height))
+    t1 = time.perf_counter()
+    profile = geotiff_profile(window, 3, "uint8", "deflate", 256, 1)
+    profile["photometric"] = "RGB"
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(path, "w", **profile) as dst:
+        dst.write(rgba[:3])
+        dst.write_mask(rgba[3])
+    return t1 - t0, time.perf_counter() - t1
+
+
+def mapper_mosaic(source: FileTileSource, window: PixelWindow, path: Path) -> tuple[float, float]:
+    """mapper's path: fetch+decode+place, then write. (mosaic s, write s)"""
+    import time
+
+    t0 = time.perf_counter()
+    mosaic = mosaic_window(source, window)
+    t1 = time.perf_counter()
+    write_mosaic(mosaic, path)
+    return t1 - t0, time.perf_counter() - t1
+
+
+def output_difference(a: Path, b: Path) -> int:
+    """Largest pixel difference between two GeoTIFFs; raises if grid, CRS or mask differ."""
+    import rasterio
+
+    with rasterio.open(a) as fa, rasterio.open(b) as fb:
+        if fa.transform != fb.transform or fa.crs != fb.crs:
+            raise AssertionError(f"georeference differs: {fa.transform} {fa.crs} vs {fb.transform} {fb.crs}")
+        if not np.array_equal(fa.dataset_mask(), fb.dataset_mask()):
+            raise AssertionError("masks differ")
+        return int(np.abs(fa.read().astype(np.int16) - fb.read()).max())
+
+
+def run(
+    cases: list[Case],
+    tile_source,
+    tiles_root: Path,
+    *,
+    repeats: int = 5,
+    fmt: str = "png",
+    workers: tuple[int, ...] = (1, 4),
+    log=print,
+) -> list[dict]:
+    """One row per case: median ms of each mapper variant and of GDAL, their parts and the ratios."""
+    rows = []
+    root = Path(tiles_root) / fmt
+    for case in cases:
+        render_tile_set(tile_source, window_keys(case.window), root, fmt)
+    xml = wms_xml(file_url_template(root, fmt))
+    with tempfile.TemporaryDirectory(prefix="mapper-bench-") as tmp:
+        tmp = Path(tmp)
+        sources = {w: FileTileSource(root, fmt, workers=w) for w in workers}
+        try:
+            for case in cases:
+                variants = {
+                    f"mapper_{w}t": (lambda s=s, c=case: mapper_mosaic(s, c.window, tmp / "m.tif"))
+                    for w, s in sources.items()
+                }
+                variants["gdal"] = lambda c=case: gdal_mosaic(xml, c.window, tmp / "g.tif")
+                for fn in variants.values():  # warm-up, and check both do the same work
+                    fn()
+                # PNG is lossless: identical pixels. JPEG is not decoded identically: OpenCV's libjpeg-turbo and
+                # GDAL's own libjpeg upsample chroma differently (differences of tens of levels at colour edges).
+                diff = output_difference(tmp / "m.tif", tmp / "g.tif")
+                if fmt == "png" and diff:
+                    raise AssertionError(f"{case.label} {fmt}: mapper and GDAL pixels differ by up to {diff}")
+                times: dict[str, list[tuple[float, float]]] = {k: [] for k in variants}
+                names = list(variants)
+                for r in range(repeats):
+                    for name in names[r % len(names) :] + names[: r % len(names)]:
+                        times[name].append(variants[name]())
+                row = {
+                    "case": case.label,
+                    "fmt": fmt,
+                    "tiles": len(case.window.tiles()),
+                    "pixels": case.window.width * case.window.height,
+                    "max_diff": diff,
+                }
+                for name, ts in times.items():
+                    row[f"{name}_ms"] = 1000 * median(a + b for a, b in ts)
+                    row[f"{name}_read_ms"] = 1000 * median(a for a, _ in ts)
+                    row[f"{name}_write_ms"] = 1000 * median(b for _, b in ts)
+                for w in workers:
+                    row[f"ratio_{w}t"] = row["gdal_ms"] / row[f"mapper_{w}t_ms"]
+                rows.append(row)
+                log(
+                    f"  {case.label} {fmt}: "
+                    + ", ".join(f"{k} {row[f'{k}_ms']:.0f} ms" for k in variants)
+                    + ", "
+                    + ", ".join(f"GDAL/mapper_{w}t {row[f'ratio_{w}t']:.2f}×" for w in workers)
+                )
+        finally:
+            for s in sources.values():
+                s.close()
+    return rows
+
+
+def profile_mapper(case: Case, tiles_root: Path, fmt: str = "png", repeats: int = 5) -> dict:
+    """Where mapper's time goes for one block: read bytes, decode, checks, placement, GeoTIFF write (median ms)."""
+    import time
+
+    import cv2
+
+    from mapper.imagery.decode import body_to_result, is_blank
+    from mapper.imagery.mosaic import BlockMosaic, tile_overlap
+
+    root = Path(tiles_root) / fmt
+    keys = window_keys(case.window)
+    parts: dict[str, list[float]] = {k: [] for k in ("read", "imdecode", "decode_tile", "is_blank", "place", "write")}
+    with tempfile.TemporaryDirectory(prefix="mapper-bench-") as tmp:
+        for _ in range(repeats):
+            t = time.perf_counter()
+            bodies = {k: tile_path(root, k, fmt).read_bytes() for k in keys}
+            parts["read"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            for b in bodies.values():
+                cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_UNCHANGED)
+            parts["imdecode"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            results = {k: body_to_result(b) for k, b in bodies.items()}
+            parts["decode_tile"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            for r in results.values():
+                is_blank(r.rgb)
+            parts["is_blank"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            w = case.window
+            rgb = np.zeros((*w.shape, 3), np.uint8)
+            valid = np.zeros(w.shape, bool)
+            for k, res in results.items():
+                dst, src = tile_overlap(w, k[1], k[2])
+                rgb[dst] = res.rgb[src]
+                valid[dst] = True if res.valid is None else res.valid[src]
+            parts["place"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            write_mosaic(BlockMosaic(w, rgb, valid), Path(tmp) / "p.tif")
+            parts["write"].append(time.perf_counter() - t)
+    return {f"{k}_ms": 1000 * median(v) for k, v in parts.items()}
