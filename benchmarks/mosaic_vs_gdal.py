@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,11 @@ class Case:
     window: PixelWindow
 
 
-def gdal_mosaic(xml: str, window: PixelWindow, path: Path) -> tuple[float, float]:
+# GDAL_NUM_THREADS makes the GTiff driver deflate its tiles in a thread pool (same file, same bytes).
+THREADED_WRITE = {"GDAL_NUM_THREADS": "ALL_CPUS"}
+
+
+def gdal_mosaic(xml: str, window: PixelWindow, path: Path, write_env: dict | None = None) -> tuple[float, float]:
     """GDAL's path: read the window through the WMS driver, write it like write_mosaic. (read s, write s)"""
     import time
 
@@ -47,20 +52,25 @@ def gdal_mosaic(xml: str, window: PixelWindow, path: Path) -> tuple[float, float
     t1 = time.perf_counter()
     profile = geotiff_profile(window, 3, "uint8", "deflate", 256, 1)
     profile["photometric"] = "RGB"
-    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(path, "w", **profile) as dst:
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True, **(write_env or {})), rasterio.open(path, "w", **profile) as dst:
         dst.write(rgba[:3])
         dst.write_mask(rgba[3])
     return t1 - t0, time.perf_counter() - t1
 
 
-def mapper_mosaic(source: FileTileSource, window: PixelWindow, path: Path) -> tuple[float, float]:
+def mapper_mosaic(
+    source: FileTileSource, window: PixelWindow, path: Path, write_env: dict | None = None
+) -> tuple[float, float]:
     """mapper's path: fetch+decode+place, then write. (mosaic s, write s)"""
     import time
+
+    import rasterio
 
     t0 = time.perf_counter()
     mosaic = mosaic_window(source, window)
     t1 = time.perf_counter()
-    write_mosaic(mosaic, path)
+    with rasterio.Env(**(write_env or {})):
+        write_mosaic(mosaic, path)
     return t1 - t0, time.perf_counter() - t1
 
 
@@ -84,41 +94,49 @@ def run(
     repeats: int = 5,
     fmt: str = "png",
     workers: tuple[int, ...] = (1, 4),
+    threaded_write: bool = True,
     log=print,
 ) -> list[dict]:
-    """One row per case: median ms of each mapper variant and of GDAL, their parts and the ratios."""
+    """One row per case: median ms of each mapper variant and of GDAL, their parts and the ratios.
+
+    Variants: `mapper_{w}t` (w decode threads) and `gdal`, all writing single-threaded as write_mosaic does
+    today; with `threaded_write`, also `mapper_{max w}t_mtw` and `gdal_mtw`, writing with GDAL_NUM_THREADS.
+    """
     rows = []
     root = Path(tiles_root) / fmt
     for case in cases:
         render_tile_set(tile_source, window_keys(case.window), root, fmt)
     xml = wms_xml(file_url_template(root, fmt))
+    wmax = max(workers)
     with tempfile.TemporaryDirectory(prefix="mapper-bench-") as tmp:
         tmp = Path(tmp)
         sources = {w: FileTileSource(root, fmt, workers=w) for w in workers}
         try:
             for case in cases:
-                variants = {
-                    f"mapper_{w}t": (lambda s=s, c=case: mapper_mosaic(s, c.window, tmp / "m.tif"))
-                    for w, s in sources.items()
-                }
-                variants["gdal"] = lambda c=case: gdal_mosaic(xml, c.window, tmp / "g.tif")
-                for fn in variants.values():  # warm-up, and check both do the same work
-                    fn()
+                win = case.window
+                m_out, g_out = tmp / "m.tif", tmp / "g.tif"
+                variants = {f"mapper_{w}t": partial(mapper_mosaic, s, win, m_out) for w, s in sources.items()}
+                variants["gdal"] = partial(gdal_mosaic, xml, win, g_out)
+                if threaded_write:
+                    variants[f"mapper_{wmax}t_mtw"] = partial(mapper_mosaic, sources[wmax], win, m_out, THREADED_WRITE)
+                    variants["gdal_mtw"] = partial(gdal_mosaic, xml, win, g_out, THREADED_WRITE)
+                variants["gdal"]()  # warm-up, and check both do the same work
+                variants[f"mapper_{wmax}t"]()
                 # PNG is lossless: identical pixels. JPEG is not decoded identically: OpenCV's libjpeg-turbo and
-                # GDAL's own libjpeg upsample chroma differently (differences of tens of levels at colour edges).
-                diff = output_difference(tmp / "m.tif", tmp / "g.tif")
+                # GDAL's own IJG libjpeg 9 upsample chroma differently (tens of levels apart at colour edges).
+                diff = output_difference(m_out, g_out)
                 if fmt == "png" and diff:
                     raise AssertionError(f"{case.label} {fmt}: mapper and GDAL pixels differ by up to {diff}")
                 times: dict[str, list[tuple[float, float]]] = {k: [] for k in variants}
                 names = list(variants)
-                for r in range(repeats):
+                for r in range(repeats):  # interleaved, order rotated each repeat
                     for name in names[r % len(names) :] + names[: r % len(names)]:
                         times[name].append(variants[name]())
                 row = {
                     "case": case.label,
                     "fmt": fmt,
-                    "tiles": len(case.window.tiles()),
-                    "pixels": case.window.width * case.window.height,
+                    "tiles": len(win.tiles()),
+                    "pixels": win.width * win.height,
                     "max_diff": diff,
                 }
                 for name, ts in times.items():
@@ -127,12 +145,16 @@ def run(
                     row[f"{name}_write_ms"] = 1000 * median(b for _, b in ts)
                 for w in workers:
                     row[f"ratio_{w}t"] = row["gdal_ms"] / row[f"mapper_{w}t_ms"]
+                    row[f"mosaic_ratio_{w}t"] = row["gdal_read_ms"] / row[f"mapper_{w}t_read_ms"]
+                if threaded_write:
+                    row["ratio_mtw_vs_gdal"] = row["gdal_ms"] / row[f"mapper_{wmax}t_mtw_ms"]
+                    row["ratio_mtw_vs_gdal_mtw"] = row["gdal_mtw_ms"] / row[f"mapper_{wmax}t_mtw_ms"]
                 rows.append(row)
                 log(
                     f"  {case.label} {fmt}: "
                     + ", ".join(f"{k} {row[f'{k}_ms']:.0f} ms" for k in variants)
-                    + ", "
-                    + ", ".join(f"GDAL/mapper_{w}t {row[f'ratio_{w}t']:.2f}×" for w in workers)
+                    + "; GDAL/mapper: "
+                    + ", ".join(f"{k[6:]} {v:.2f}×" for k, v in row.items() if k.startswith("ratio_"))
                 )
         finally:
             for s in sources.values():
@@ -181,3 +203,52 @@ def profile_mapper(case: Case, tiles_root: Path, fmt: str = "png", repeats: int 
             write_mosaic(BlockMosaic(w, rgb, valid), Path(tmp) / "p.tif")
             parts["write"].append(time.perf_counter() - t)
     return {f"{k}_ms": 1000 * median(v) for k, v in parts.items()}
+
+
+WRITE_OPTIONS = {
+    "deflate z1 (write_mosaic default)": {"compress": "deflate", "zlevel": 1},
+    "deflate z1, NUM_THREADS=ALL_CPUS": {"compress": "deflate", "zlevel": 1, "num_threads": "ALL_CPUS"},
+    "zstd level 1": {"compress": "zstd", "zstd_level": 1},
+    "zstd level 1, NUM_THREADS=ALL_CPUS": {"compress": "zstd", "zstd_level": 1, "num_threads": "ALL_CPUS"},
+    "uncompressed": {"compress": "none"},
+}
+
+
+def write_options(case: Case, tiles_root: Path, fmt: str = "png", repeats: int = 5) -> list[dict]:
+    """GeoTIFF write time and size of one block mosaic under other creation options (same on both sides)."""
+    import time
+
+    import rasterio
+
+    from mapper.imagery.mosaic import CRS
+
+    with FileTileSource(Path(tiles_root) / fmt, fmt) as source:
+        mosaic = mosaic_window(source, case.window)
+    bands = np.ascontiguousarray(np.moveaxis(mosaic.rgb, -1, 0))
+    w = case.window
+    times: dict[str, list[float]] = {k: [] for k in WRITE_OPTIONS}
+    sizes: dict[str, int] = {}
+    with tempfile.TemporaryDirectory(prefix="mapper-bench-") as tmp:
+        for r in range(repeats):
+            names = list(WRITE_OPTIONS)
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                opts = dict(WRITE_OPTIONS[name])
+                if opts["compress"] == "none":
+                    opts.pop("compress")
+                else:
+                    opts["predictor"] = 2
+                profile = dict(driver="GTiff", width=w.width, height=w.height, count=3, dtype="uint8", crs=CRS,
+                               transform=w.transform, tiled=True, blockxsize=256, blockysize=256,
+                               interleave="pixel", photometric="RGB", **opts)  # fmt: skip
+                path = Path(tmp) / f"{len(sizes)}.tif"
+                t0 = time.perf_counter()
+                with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(path, "w", **profile) as dst:
+                    dst.write(bands)
+                    dst.write_mask(mosaic.valid)
+                times[name].append(time.perf_counter() - t0)
+                sizes[name] = path.stat().st_size
+                path.unlink()
+    return [
+        {"case": f"{case.label} {fmt}", "options": k, "write_ms": 1000 * median(v), "size_mib": sizes[k] / 2**20}
+        for k, v in times.items()
+    ]

@@ -90,7 +90,18 @@ def mosaic_columns(workers: tuple[int, ...]) -> list[tuple[str, str, str]]:
             (f"mapper_{w}t_write_ms", "(write)", ".0f"),
         ]
     cols += [("gdal_ms", "GDAL ms", ".0f"), ("gdal_read_ms", "(read)", ".0f"), ("gdal_write_ms", "(write)", ".0f")]
-    cols += [(f"ratio_{w}t", f"GDAL / mapper {w} thr", ".2f") for w in workers]
+    wmax = max(workers)
+    cols += [
+        (f"mapper_{wmax}t_mtw_ms", f"mapper {wmax} thr, threaded write ms", ".0f"),
+        ("gdal_mtw_ms", "GDAL, threaded write ms", ".0f"),
+    ]
+    cols += [(f"ratio_{w}t", f"**GDAL / mapper {w} thr**", ".2f") for w in workers]
+    cols += [
+        ("ratio_mtw_vs_gdal", f"GDAL / mapper {wmax} thr threaded write", ".2f"),
+        ("ratio_mtw_vs_gdal_mtw", "both threaded write", ".2f"),
+    ]
+    cols += [(f"mosaic_ratio_{w}t", f"GDAL read / mapper {w} thr mosaic", ".2f") for w in workers]
+    cols += [("max_diff", "max pixel diff", "d")]
     return cols
 
 
@@ -108,6 +119,12 @@ FETCH_COLUMNS = [
     ("tiles_per_s", "tiles/s", ".0f"),
     ("ms_per_tile", "ms/tile", ".2f"),
     ("client", "client", ""),
+]
+WRITE_COLUMNS = [
+    ("case", "block", ""),
+    ("options", "creation options (+ predictor 2, 256² tiles, mask)", ""),
+    ("write_ms", "write ms", ".0f"),
+    ("size_mib", "MiB", ".2f"),
 ]
 PROFILE_COLUMNS = [
     ("case", "block", ""),
@@ -156,6 +173,7 @@ def run_all(names, repeats: int, workers: tuple[int, ...], seed: int, formats: t
             }
             for fmt in formats
         ]
+        out["write_options"] = mosaic_vs_gdal.write_options(cases[0], tiles_root, formats[0], repeats=repeats)
         timings["mosaic_vs_gdal"] = time.perf_counter() - t
     if "world_render" in names:
         log("world_render:")
@@ -193,6 +211,12 @@ def report(results: dict, info: dict, args, load_before: str, load_after: str, w
         lines += table(results["mosaic_vs_gdal"], mosaic_columns(workers))
         lines += ["", "Where mapper's time goes (1 thread, median ms per block):", ""]
         lines += table(results["mosaic_profile"], PROFILE_COLUMNS)
+        lines += [
+            "",
+            "GeoTIFF write alone under other creation options (the write is the same GDAL code on both sides):",
+            "",
+        ]
+        lines += table(results["write_options"], WRITE_COLUMNS)
     if "world_render" in results:
         lines += ["", "### world_render — WorldTileSource, one thread", ""]
         lines += table(results["world_render"], RENDER_COLUMNS)

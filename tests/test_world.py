@@ -39,8 +39,7 @@ def test_landscape_is_seamless_across_tiles():
     rows = np.arange(y * TILE_SIZE, (y + 1) * TILE_SIZE)
     wide = world.landscape.patch(cols, rows).cover
     left, right = world.tile_cover(x, y), world.tile_cover(x + 1, y)
-    agree = (wide == np.hstack([left, right])).mean()
-    assert agree > 0.999  # only zone-edge roads near the window border may differ (no padding here)
+    assert np.array_equal(wide, np.hstack([left, right]))
 
 
 def test_imagery_continues_across_tile_edges():
@@ -61,7 +60,9 @@ def test_point_truth_agrees_with_pixel_truth():
     cover = np.vstack([np.hstack([world.tile_cover(tx, ty) for tx in range(w.col0 // 256, w.col1 // 256)])
                        for ty in range(w.row0 // 256, w.row1 // 256)])
     on_pixels = CROPLAND[cover][::3, ::3]
-    assert (at_points == on_pixels).mean() > 0.97
+    # Same kernel; points evaluate smooth fields exactly where tiles interpolate them, which may move a
+    # river or lake edge by a fraction of a pixel.
+    assert (at_points == on_pixels).mean() > 0.999
 
 
 def _best_threshold_iou(index: np.ndarray, truth: np.ndarray) -> float:

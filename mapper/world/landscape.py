@@ -22,15 +22,8 @@ from enum import IntEnum
 import numpy as np
 
 from mapper.imagery.tilegrid import global_pixel_to_lonlat, pixel_size
-from mapper.world.noise import (
-    LATTICE,
-    fbm,
-    hash32_unit,
-    hash_unit,
-    interpolate_fields,
-    lattice_range,
-    value_noise,
-)
+from mapper.world import kernels
+from mapper.world.noise import LATTICE, fbm, hash_unit, interpolate_fields, lattice_range, value_noise
 
 
 class Cover(IntEnum):
@@ -57,10 +50,7 @@ ZONE_CHUNK = 16  # zone attributes are computed and cached 16 x 16 cells at a ti
 LATTICE_CHUNK = 64  # smooth fields are cached 64 x 64 lattice points (1024 px) at a time
 SMOOTH_FIELDS = ("elevation", "soil", "patchy", "main_road", "river", "river_width", "lake")
 ZONE_FARM, ZONE_PADDY, ZONE_TERRACE = 0, 1, 2
-ZONE_COVER = np.array(
-    [Cover.CROP, Cover.PADDY, Cover.TERRACE, Cover.VILLAGE, Cover.FOREST, Cover.ORCHARD, Cover.GRASS, Cover.BARE],
-    np.uint8,
-)
+ZONE_COVER = kernels.ZONE_COVER  # zone kind -> Cover, shared with the compiled kernel
 
 
 @dataclass
@@ -227,154 +217,42 @@ class Landscape:
         lc0, nc = lattice_range(cols)
         lr0, nr = lattice_range(rows)
         fields = interpolate_fields(self.lattice_table(lc0, nc, lr0, nr), cols, rows, lc0, lr0)
-        zi, zones, dx, dy = self._nearest_zone_grid(cols, rows)
-        boundary = _zone_boundary(zi, zones.road)
-        return self._fill(dx, dy, zi, zones, dict(zip(SMOOTH_FIELDS, fields, strict=True)), boundary)
-
-    def _nearest_zone_grid(self, cols, rows):
-        """Voronoi zone per pixel. Pixels of one cell only need the 3x3 cells around it as candidates,
-        so the window is split into per-cell rectangles and distances are separable within each."""
-        ox, oy = float(cols[0]), float(rows[0])
-        x = (cols - cols[0]).astype(np.float32) + 0.5  # window-relative: float32 is exact enough
-        y = (rows - rows[0]).astype(np.float32) + 0.5
-        ccol = np.floor((cols + 0.5) / ZONE).astype(np.int64)
-        crow = np.floor((rows + 0.5) / ZONE).astype(np.int64)
-        cx0, cx1, cy0, cy1 = ccol[0] - 1, ccol[-1] + 1, crow[0] - 1, crow[-1] + 1
-        zones = self.zone_table(cx0, cx1, cy0, cy1)
-        nx = cx1 - cx0 + 1
-        sx = (zones.sx - ox).astype(np.float32)
-        sy = (zones.sy - oy).astype(np.float32)
-        zi = np.empty((len(rows), len(cols)), np.int16)
-        for cyv in np.unique(crow):
-            rsel = np.flatnonzero(crow == cyv)
-            r0, r1 = rsel[0], rsel[-1] + 1
-            for cxv in np.unique(ccol):
-                csel = np.flatnonzero(ccol == cxv)
-                c0, c1 = csel[0], csel[-1] + 1
-                cand = np.array(
-                    [(cyv + oy_ - cy0) * nx + (cxv + ox_ - cx0) for oy_ in (-1, 0, 1) for ox_ in (-1, 0, 1)]
-                )
-                ddx = (x[c0:c1][None, :] - sx[cand][:, None]) ** 2  # (9, w)
-                ddy = (y[r0:r1][None, :] - sy[cand][:, None]) ** 2  # (9, h)
-                best = ddy[0][:, None] + ddx[0][None, :]
-                sub = np.full(best.shape, cand[0], np.int16)
-                for k in range(1, 9):
-                    d = ddy[k][:, None] + ddx[k][None, :]
-                    closer = d < best
-                    np.minimum(best, d, out=best)
-                    sub[closer] = cand[k]
-                zi[r0:r1, c0:c1] = sub
-        dx = x[None, :] - sx[zi]
-        dy = y[:, None] - sy[zi]
-        return zi, zones, dx, dy
-
-    def _fill(self, dx, dy, zi, zones: Zones, fields: dict, boundary) -> LandscapePatch:
-        """Land cover from zone membership, the zone-relative position (dx, dy) and the smooth fields."""
-        kind = zones.kind[zi]
-        cover = ZONE_COVER[kind]
-        key = zones.key[zi]
-
-        # Field grid in the zone's rotated frame.
-        c = np.cos(zones.theta).astype(np.float32)[zi]
-        s = np.sin(zones.theta).astype(np.float32)[zi]
-        u = dx * c + dy * s
-        v = dy * c - dx * s
-        strip = zones.strip.astype(np.float32)[zi]
-        length = zones.length.astype(np.float32)[zi]
-        i = np.floor(u / strip)
-        v_shift = v + hash32_unit(self.seed, key, i) * length
-        j = np.floor(v_shift / length)
-        field_rand = hash32_unit(self.seed + 1, key, i, j)
-        uu = u - i * strip
-        vv = v_shift - j * length
-        bund = np.where(kind == ZONE_PADDY, np.float32(1.6), np.float32(1.0))
-        edge = (np.minimum(uu, strip - uu) < bund) | (np.minimum(vv, length - vv) < bund)
-
-        elevation = fields["elevation"]
-        farm = kind <= ZONE_TERRACE
-        # Terraces follow contours: bands of equal height, broken every field length along the contour.
-        terrace = kind == ZONE_TERRACE
-        if terrace.any():
-            band = elevation / np.float32(6.0)
-            frac = band - np.floor(band)
-            edge = np.where(terrace, (frac < 0.12) | (np.minimum(vv, length - vv) < 1.0), edge)
-            field_rand = np.where(terrace, hash32_unit(self.seed + 2, key, np.floor(band), j), field_rand)
-        # Fields inside farm zones: mostly crops, some fallow, a few non-crop inclusions.
-        f = field_rand
-        plain = kind == ZONE_FARM
-        cover = np.where(plain & (f < 0.14), Cover.FALLOW, cover)
-        inclusion = farm & (f > 0.965)
-        cover = np.where(inclusion, np.where(f > 0.985, Cover.VILLAGE, Cover.FOREST), cover)
-        cover = np.where(plain & (f > 0.95) & ~inclusion, Cover.WATER, cover)
-        # Forest patches on grass and bare land, with curvy edges.
-        wild = (cover == Cover.GRASS) | (cover == Cover.BARE)
-        cover = np.where(wild & (fields["patchy"] > 0.62), Cover.FOREST, cover)
-        # Roads: edges of zones that carry them, and a few curvy main roads.
-        if boundary is not None:
-            cover = np.where(boundary, Cover.ROAD, cover)
-        cover = np.where(np.abs(fields["main_road"] - 0.5) < 0.0006, Cover.ROAD, cover)
-        # Water last: rivers (ridges of a smooth field) and lakes.
-        river = np.abs(fields["river"] - 0.5) < 0.0015 + 0.004 * fields["river_width"]
-        cover = np.where(river | (fields["lake"] > 0.8), Cover.WATER, cover).astype(np.uint8)
-        return LandscapePatch(
-            cover=cover,
-            field_rand=field_rand.astype(np.float32),
-            u=uu.astype(np.float32),
-            v=vv.astype(np.float32),
-            lot_w=strip,
-            lot_h=length,
-            edge=edge & farm,
-            elevation=elevation.astype(np.float32),
-            soil=fields["soil"].astype(np.float32),
-        )
+        px, py = np.meshgrid(cols.astype(np.float64) + 0.5, rows.astype(np.float64) + 0.5)
+        flat = self._fill(px.ravel(), py.ravel(), fields.reshape(len(SMOOTH_FIELDS), -1))
+        shape = (len(rows), len(cols))
+        return LandscapePatch(**{k: a.reshape(shape) for k, a in flat.items()}, elevation=fields[0], soil=fields[1])
 
     # ---- points (statistics) ----
     def cropland_at_points(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """Cropland truth at points (global px) without rendering, from the same cached tables as tiles.
+        """Cropland truth at points (global px) without rendering, by the same kernel as tiles.
 
-        Zone-edge roads are drawn on the pixel grid as the ~1.5 px each side of a change of zone; here a
-        point is on such a road when its distance to the Voronoi bisector is under ROAD_HALF_WIDTH."""
+        Smooth fields are evaluated exactly at the points (tiles interpolate them from a 16 px lattice; the
+        difference moves river and lake edges by a fraction of a pixel, immaterial to area statistics)."""
         x = np.asarray(x, np.float64).ravel()
         y = np.asarray(y, np.float64).ravel()
-        ccx = np.floor(x / ZONE).astype(np.int64)
-        ccy = np.floor(y / ZONE).astype(np.int64)
-        cx0, cy0 = int(ccx.min()) - 1, int(ccy.min()) - 1
-        cx1, cy1 = int(ccx.max()) + 1, int(ccy.max()) + 1
-        zones = self.zone_table(cx0, cx1, cy0, cy1)
-        nx = cx1 - cx0 + 1
-        best = np.full(x.shape, np.inf)
-        second = np.full(x.shape, np.inf)
-        zi = np.zeros(x.shape, np.intp)
-        zj = np.zeros(x.shape, np.intp)
-        for ox in (-1, 0, 1):
-            for oy in (-1, 0, 1):
-                k = (ccy + oy - cy0) * nx + (ccx + ox - cx0)
-                d = (x - zones.sx[k]) ** 2 + (y - zones.sy[k]) ** 2
-                closer = d < best
-                second_new = np.where(closer, best, np.minimum(second, d))
-                zj = np.where(closer, zi, np.where(d < second, k, zj))
-                second = second_new
-                zi = np.where(closer, k, zi)
-                best = np.minimum(best, d)
-        sep = np.hypot(zones.sx[zi] - zones.sx[zj], zones.sy[zi] - zones.sy[zj])
-        to_edge = (second - best) / (2 * sep)
-        road = (to_edge < ROAD_HALF_WIDTH) & zones.road[zi]
-        # Smooth fields exactly at the points (tiles interpolate them from a 16 px lattice; the difference
-        # moves river and lake edges by a fraction of a pixel, immaterial to area statistics).
-        fields = dict(zip(SMOOTH_FIELDS, self.smooth_fields_at(x, y).astype(np.float32), strict=True))
-        dx = (x - zones.sx[zi]).astype(np.float32)
-        dy = (y - zones.sy[zi]).astype(np.float32)
-        return self._fill(dx, dy, zi, zones, fields, road).cropland
+        fields = self.smooth_fields_at(x, y).astype(np.float32)
+        return CROPLAND[self._fill(x, y, fields)["cover"]]
 
-
-def _zone_boundary(zi: np.ndarray, has_road: np.ndarray) -> np.ndarray:
-    """Pixels within ~1.5 px of a zone edge, on the side of zones that carry roads."""
-    change = np.zeros(zi.shape, bool)
-    change[:, 1:] |= zi[:, 1:] != zi[:, :-1]
-    change[:, :-1] |= zi[:, :-1] != zi[:, 1:]
-    change[1:, :] |= zi[1:, :] != zi[:-1, :]
-    change[:-1, :] |= zi[:-1, :] != zi[1:, :]
-    wide = change.copy()
-    wide[:, 1:] |= change[:, :-1]
-    wide[1:, :] |= change[:-1, :]
-    return wide & has_road[zi]
+    def _fill(self, px: np.ndarray, py: np.ndarray, fields: np.ndarray) -> dict[str, np.ndarray]:
+        """Run the land-cover kernel over points, with the zone table of the cells around them."""
+        cx0 = int(np.floor(px.min() / ZONE)) - 1
+        cy0 = int(np.floor(py.min() / ZONE)) - 1
+        cx1 = int(np.floor(px.max() / ZONE)) + 1
+        cy1 = int(np.floor(py.max() / ZONE)) + 1
+        z = self.zone_table(cx0, cx1, cy0, cy1)
+        n = len(px)
+        out = {
+            "cover": np.empty(n, np.uint8),
+            "field_rand": np.empty(n, np.float32),
+            "u": np.empty(n, np.float32),
+            "v": np.empty(n, np.float32),
+            "lot_w": np.empty(n, np.float32),
+            "lot_h": np.empty(n, np.float32),
+            "edge": np.empty(n, np.bool_),
+        }
+        kernels.fill_points(
+            px, py, ZONE, z.sx, z.sy, z.kind, np.cos(z.theta), np.sin(z.theta), z.strip, z.length, z.key, z.road,
+            cx0, cy0, cx1 - cx0 + 1, np.ascontiguousarray(fields, np.float32), self.seed, ROAD_HALF_WIDTH,
+            *out.values(),
+        )  # fmt: skip
+        return out

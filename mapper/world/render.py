@@ -12,6 +12,7 @@ import functools
 import cv2
 import numpy as np
 
+from mapper.world import kernels
 from mapper.world.landscape import Cover, LandscapePatch
 
 N_VARIANTS = 8
@@ -68,57 +69,12 @@ def textures(seed: int) -> tuple[np.ndarray, np.ndarray]:
     return fine / fine.std(), crown / crown.std()
 
 
-def _sample(tex: np.ndarray, cols: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    return tex[np.ix_(rows % TEXTURE, cols % TEXTURE)]
-
-
 def render_patch(patch: LandscapePatch, cols: np.ndarray, rows: np.ndarray, seed: int, planting: bool) -> np.ndarray:
-    """Linear RGB in [0, 1] (float32, H × W × 3) before imaging conditions."""
-    cover = patch.cover
-    fr = patch.field_rand
-    variant = np.minimum((fr * N_VARIANTS).astype(np.intp), N_VARIANTS - 1)
-    rgb = PALETTE[0 if planting else 1][cover, variant]
-
+    """RGB in [0, 1] (float32, H × W × 3) before imaging conditions."""
     fine, crown = textures(seed)
-    period = 3.0 + 3.0 * fr
-    rows_tex = np.sin(patch.u * (2 * np.pi) / period)
-    shade = 1.0 + ROWS[cover] * rows_tex + FINE[cover] * _sample(fine, cols, rows)
-    shade += CROWN[cover] * _sample(crown, cols + 17, rows + 31)
-    shade = np.where(patch.edge, shade * 0.86, shade)
-    rgb *= shade[..., None]
-    # Regional soil tint on bare surfaces (bare land, fallow, tilled fields).
-    soil = (patch.soil - 0.5)[..., None] * np.array([0.12, 0.08, 0.04], np.float32)
-    earthy = (cover == Cover.BARE) | (cover == Cover.FALLOW) | ((cover == Cover.CROP) & (not planting))
-    rgb += np.where(earthy[..., None], soil, 0)
-
-    _draw_villages(rgb, patch)
-    _draw_orchards(rgb, patch)
-    return rgb
-
-
-def _inside_lot(patch: LandscapePatch, margin: float) -> np.ndarray:
-    return (patch.u > margin) & (patch.v > margin) & (patch.u < patch.lot_w - margin) & (
-        patch.v < patch.lot_h - margin
-    )
-
-
-def _draw_villages(rgb: np.ndarray, patch: LandscapePatch) -> None:
-    """Houses fill their lot but for a margin; a shadow falls on the far side; a fifth of lots are yards."""
-    village = patch.cover == Cover.VILLAGE
-    if not village.any():
-        return
-    house = village & _inside_lot(patch, 1.5) & (patch.field_rand < 0.8)
-    shadow = village & ~house & _inside_lot(patch, 0.5) & (patch.u > 2.5) & (patch.v > 2.5)
-    roof = ROOFS[(patch.field_rand * 97).astype(np.intp) % len(ROOFS)]
-    rgb[house] = roof[house]
-    rgb[shadow] *= 0.55
-
-
-def _draw_orchards(rgb: np.ndarray, patch: LandscapePatch) -> None:
-    orchard = patch.cover == Cover.ORCHARD
-    if not orchard.any():
-        return
-    # Tree cells are square (5-7 px); a crown sits at each cell centre.
-    r2 = (patch.u - patch.lot_w / 2) ** 2 + (patch.v - patch.lot_h / 2) ** 2
-    crown = orchard & (r2 < (0.42 * patch.lot_w) ** 2)
-    rgb[crown] = rgb[crown] * np.array([0.42, 0.62, 0.42], np.float32)
+    out = np.empty((*patch.cover.shape, 3), np.float32)
+    kernels.render_pixels(
+        patch.cover, patch.field_rand, patch.u, patch.v, patch.lot_w, patch.lot_h, patch.edge, patch.soil,
+        int(cols[0]), int(rows[0]), 0 if planting else 1, PALETTE, ROWS, FINE, CROWN, ROOFS, fine, crown, out,
+    )  # fmt: skip
+    return out

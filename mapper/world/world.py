@@ -1,13 +1,15 @@
 """The simulated world: ground truth plus two renderings of it, tile by tile at zoom 16.
 
-A tile is rendered from a slightly larger window (PAD px each side) so that blur and road edges near the
-tile border see the same neighbours as in the next tile: the world is seamless across tiles. Pixels of
+Every pixel's land cover is a function of its global position alone; a tile is rendered from a window
+widened by the margin its blur and cloud shadows reach, so pixels near a tile edge see the same neighbours
+as in the next tile: the world is seamless across tiles. Pixels of
 a tile that belong to different 0.05° blocks take each block's own imaging conditions.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 
 import cv2
 import numpy as np
@@ -15,12 +17,13 @@ import numpy as np
 from mapper.grid.blocks import Block, lonlat_to_block_index
 from mapper.imagery.sources import TileResult
 from mapper.imagery.tilegrid import TILE_SIZE, global_pixel_to_lonlat
+from mapper.world import kernels
 from mapper.world.conditions import BlockConditions, block_conditions, condition_masks
 from mapper.world.landscape import Landscape, LandscapePatch
 from mapper.world.render import render_patch
 
 ZOOM = 16
-PAD = 8
+CLOUD_SHADOW_OFFSET = 6  # px, as in kernels.apply_conditions
 GRADING = {  # rendering B is warmer and more saturated, rendering A slightly softer
     "a": (np.array([1.0, 1.0, 1.0], np.float32), 1.0),
     "b": (np.array([1.04, 1.0, 0.93], np.float32), 1.18),
@@ -39,14 +42,15 @@ class World:
         return block_conditions(self.seed, block, rendering, elev)
 
     # ---- truth ----
-    def tile_patch(self, x: int, y: int) -> tuple[LandscapePatch, np.ndarray, np.ndarray]:
-        cols = np.arange(x * TILE_SIZE - PAD, (x + 1) * TILE_SIZE + PAD)
-        rows = np.arange(y * TILE_SIZE - PAD, (y + 1) * TILE_SIZE + PAD)
+    def tile_patch(self, x: int, y: int, pad: int = 0) -> tuple[LandscapePatch, np.ndarray, np.ndarray]:
+        """Ground truth of tile (x, y) with `pad` extra pixels each side. Every pixel's value depends on
+        its global position only, so the padding changes nothing inside the tile."""
+        cols = np.arange(x * TILE_SIZE - pad, (x + 1) * TILE_SIZE + pad)
+        rows = np.arange(y * TILE_SIZE - pad, (y + 1) * TILE_SIZE + pad)
         return self.landscape.patch(cols, rows), cols, rows
 
     def tile_cover(self, x: int, y: int) -> np.ndarray:
-        patch, _, _ = self.tile_patch(x, y)
-        return patch.cover[PAD:-PAD, PAD:-PAD]
+        return self.tile_patch(x, y)[0].cover
 
     # ---- imagery ----
     def render_tile(self, x: int, y: int, rendering: str, z: int = ZOOM) -> TileResult:
@@ -54,43 +58,43 @@ class World:
             return TileResult.absent(f"the simulated world renders zoom {ZOOM} only (asked for {z})")
         if not (0 <= x < 2**z and 0 <= y < 2**z):
             return TileResult.absent("tile outside the world")
-        patch, cols, rows = self.tile_patch(x, y)
+        core_cols = np.arange(x * TILE_SIZE, (x + 1) * TILE_SIZE)
+        core_rows = np.arange(y * TILE_SIZE, (y + 1) * TILE_SIZE)
+        parts = [(b, rsl, csl, self.conditions(b, rendering)) for b, rsl, csl in _blocks_in_tile(core_cols, core_rows)]
+        pad = max(_margin_needed(cond) for *_, cond in parts)
+        patch, cols, rows = self.tile_patch(x, y, pad)
+        core = (slice(pad, pad + TILE_SIZE), slice(pad, pad + TILE_SIZE))
         out = np.zeros((TILE_SIZE, TILE_SIZE, 3), np.uint8)
         valid = np.ones((TILE_SIZE, TILE_SIZE), bool)
         base_by_season: dict[bool, np.ndarray] = {}
-        for block, rsl, csl in _blocks_in_tile(cols[PAD:-PAD], rows[PAD:-PAD]):
-            cond = self.conditions(block, rendering)
+        for block, rsl, csl, cond in parts:
             if cond.planting not in base_by_season:
                 base_by_season[cond.planting] = render_patch(patch, cols, rows, self.seed, cond.planting)
             rgb, ok = self._image(base_by_season[cond.planting], cond, block, rendering, cols, rows)
-            out[rsl, csl] = rgb[PAD:-PAD, PAD:-PAD][rsl, csl]
-            valid[rsl, csl] = ok[PAD:-PAD, PAD:-PAD][rsl, csl]
+            out[rsl, csl] = rgb[core][rsl, csl]
+            valid[rsl, csl] = ok[core][rsl, csl]
         if not valid.any():
             return TileResult.absent("no imagery (simulated nodata)")
         return TileResult.image(out, None if valid.all() else valid)
 
     def _image(self, base, cond: BlockConditions, block: Block, rendering: str, cols, rows):
         tint, saturation = GRADING[rendering]
-        rgb = base * tint
-        if saturation != 1.0:
-            lum = rgb.mean(axis=-1, keepdims=True)
-            rgb = lum + (rgb - lum) * saturation
         _, cloud_soft, snow, nodata = condition_masks(cond, block, cols, rows)
-        if snow.any():
-            rgb = np.where(snow[..., None], rgb * 0.25 + np.float32([0.70, 0.72, 0.76]), rgb)
-        if cond.haze:
-            rgb = rgb * (1 - cond.haze) + np.float32([0.78, 0.79, 0.81]) * cond.haze
-        if cloud_soft.any():
-            shadow = np.zeros_like(cloud_soft)
-            shadow[6:, 6:] = cloud_soft[:-6, :-6]
-            rgb = rgb * (1 - 0.45 * shadow[..., None])
-            rgb = rgb * (1 - cloud_soft[..., None]) + np.float32([0.95, 0.95, 0.96]) * cloud_soft[..., None]
+        rgb = np.empty_like(base)
+        kernels.apply_conditions(
+            base, snow, cloud_soft, tint, np.float32(saturation), np.float32(cond.haze),
+            np.float32(cond.gain), np.float32(cond.offset), rgb,
+        )  # fmt: skip
         if cond.blur > 0:
             rgb = cv2.GaussianBlur(rgb, (0, 0), cond.blur, borderType=cv2.BORDER_REFLECT)
-        rgb = rgb * np.float32(cond.gain) + np.float32(cond.offset)
-        img = np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        img[nodata] = 0
+        img = np.empty(rgb.shape, np.uint8)
+        kernels.to_uint8(rgb, nodata, img)
         return img, ~nodata
+
+
+def _margin_needed(cond: BlockConditions) -> int:
+    """Pixels beyond the tile that blur (3 sigma) and cloud shadows (6 px offset) reach into."""
+    return max(math.ceil(3 * cond.blur), CLOUD_SHADOW_OFFSET if cond.cloud else 0)
 
 
 def _blocks_in_tile(cols: np.ndarray, rows: np.ndarray):
