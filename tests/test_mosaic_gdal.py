@@ -150,7 +150,6 @@ def test_block_window_is_a_whole_number_of_z16_pixels(block, mosaic):
     assert not mosaic.missing_tiles
 
 
-@pytest.mark.slow
 def test_mosaic_equals_gdal_tms_over_file_urls(mosaic, tile_dir):
     xml = wms_xml(f"file://{tile_dir.as_posix()}/${{z}}/${{x}}/${{y}}.png")
     w = mosaic.window
@@ -165,7 +164,6 @@ def test_mosaic_equals_gdal_tms_over_file_urls(mosaic, tile_dir):
     assert full.a == pytest.approx(pixel_size(Z), abs=1e-12)
 
 
-@pytest.mark.slow
 def test_mosaic_geotiff_matches_gdal(mosaic, tile_dir, tmp_path):
     path = write_mosaic(mosaic, tmp_path / "block.tif")
     xml = wms_xml(f"file://{tile_dir.as_posix()}/${{z}}/${{x}}/${{y}}.png")
@@ -184,7 +182,6 @@ def test_mosaic_geotiff_matches_gdal(mosaic, tile_dir, tmp_path):
     assert np.array_equal(back.rgb, mosaic.rgb) and np.array_equal(back.valid, mosaic.valid)
 
 
-@pytest.mark.slow
 def test_missing_and_transparent_tiles_agree_with_gdal(world_source, mosaic, tmp_path):
     """Nodata: a missing tile (GDAL: 404 → empty block) and a half-transparent RGBA tile."""
     keys = [(Z, x, y) for x, y in mosaic.window.tiles()]
@@ -212,7 +209,6 @@ def test_missing_and_transparent_tiles_agree_with_gdal(world_source, mosaic, tmp
 
 
 @pytest.mark.network
-@pytest.mark.slow
 def test_mosaic_equals_gdal_reading_the_live_world_server(mosaic):
     """GDAL fetches the same pixels over HTTP from `mapper demo serve`'s server, which renders them again.
 

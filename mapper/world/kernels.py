@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, vectorize
 
 M32 = 0xFFFFFFFF
 INV24 = 1.0 / 16777216.0
@@ -41,6 +41,26 @@ def hash_unit4(a, b, c, d):
     h = (h * 0x297A2D39) & M32
     h ^= h >> 15
     return (h >> 8) * INV24
+
+
+@vectorize(["float64(float64, float64, float64, int64)"], cache=True)
+def value_noise_ufunc(x, y, spacing, salt):
+    """Value noise in [0, 1]: hashed lattice values, smoothstep-interpolated (a numpy ufunc)."""
+    gx = x / spacing
+    gy = y / spacing
+    ix = math.floor(gx)
+    iy = math.floor(gy)
+    fx = gx - ix
+    fy = gy - iy
+    fx = fx * fx * (3.0 - 2.0 * fx)
+    fy = fy * fy * (3.0 - 2.0 * fy)
+    v00 = hash_unit4(salt, ix, iy, 7)
+    v10 = hash_unit4(salt, ix + 1, iy, 7)
+    v01 = hash_unit4(salt, ix, iy + 1, 7)
+    v11 = hash_unit4(salt, ix + 1, iy + 1, 7)
+    top = v00 + (v10 - v00) * fx
+    bottom = v01 + (v11 - v01) * fx
+    return top + (bottom - top) * fy
 
 
 @njit(cache=True, error_model="numpy")

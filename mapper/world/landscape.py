@@ -95,11 +95,21 @@ class Landscape:
         return self.seed * 1000 + k
 
     def elevation(self, x, y):
-        """Terrain height in metres: plains, hills and mountain ranges."""
-        ranges = value_noise(x, y, 60000.0, self._salt(1))  # where the mountains are (~140 km)
+        """Terrain height in metres: a high plateau in the far west (as in China, so the demo provinces of
+        the east stay farmland), mountain ranges (~140 km), hills and plains."""
+        lon = np.asarray(x) * (360.0 / 2**24) - 180.0
+        west = np.clip((102.0 - lon) / 8.0, 0, 1) ** 1.5
+        plateau = west * (0.6 + 0.4 * value_noise(x, y, 300000.0, self._salt(7)))
+        ranges = value_noise(x, y, 60000.0, self._salt(1))  # where the mountains are
         relief = fbm(x, y, 12000.0, self._salt(2), octaves=5)
         mountain = np.clip((relief - 0.35) / 0.5, 0, 1) ** 2
-        return 20.0 + 600.0 * ranges + 2800.0 * ranges**2 * mountain + 60.0 * fbm(x, y, 1200.0, self._salt(3), 2)
+        return (
+            20.0
+            + 3800.0 * plateau
+            + 600.0 * ranges
+            + 2800.0 * ranges**2 * mountain
+            + 60.0 * fbm(x, y, 1200.0, self._salt(3), 2)
+        )
 
     def slope_deg(self, x, y):
         """Slope from central differences of the elevation over ±8 px, scaled to ground metres."""
@@ -111,9 +121,12 @@ class Landscape:
         return np.degrees(np.arctan(np.hypot(gx, gy)))
 
     def crop_propensity(self, x, y):
-        """Regional share of farmland in [0, 1] (before terrain), varying over ~10-100 km."""
-        p = 0.65 * fbm(x, y, 40000.0, self._salt(4), octaves=3) + 0.35 * value_noise(x, y, 6000.0, self._salt(5))
-        return np.clip((p - 0.3) * 2.2, 0, 1)
+        """Regional share of farmland in [0, 1] before terrain: climate zones (~1000 km, so provinces differ),
+        farming regions (~100 km) and local variation (~15 km)."""
+        climate = value_noise(x, y, 380000.0, self._salt(8))
+        p = 0.45 * climate + 0.35 * fbm(x, y, 40000.0, self._salt(4), octaves=3)
+        p = p + 0.20 * value_noise(x, y, 6000.0, self._salt(5))
+        return np.clip((p - 0.3) * 2.4, 0, 1)
 
     def field_scale(self, x, y):
         """0 = small southern plots, 1 = large plain fields."""
@@ -133,7 +146,7 @@ class Landscape:
         u1 = hash_unit(self._salt(13), cx, cy)
         u2 = hash_unit(self._salt(14), cx, cy)
         steep = slope > 12.0
-        farm_p = prop * np.where(steep, 0.55, 1.0) * np.clip(1.3 - elev / 3500.0, 0, 1)
+        farm_p = prop * np.where(steep, 0.55, 1.0) * np.clip((3600.0 - elev) / 2600.0, 0, 1)
         farm = u1 < farm_p
         farm_kind = np.where(steep, ZONE_TERRACE, np.where((wet > 0.55) & (elev < 400), ZONE_PADDY, ZONE_FARM))
         # Non-farm uses: village, forest, orchard, grass, bare (cumulative shares; forest dominates slopes).

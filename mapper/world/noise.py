@@ -30,27 +30,11 @@ def hash_unit(*ints) -> np.ndarray:
     return (hash_u64(*ints) >> np.uint64(11)).astype(np.float64) * (1.0 / 9007199254740992.0)
 
 
-def _smoothstep(t):
-    return t * t * (3.0 - 2.0 * t)
-
-
 def value_noise(x, y, spacing: float, salt: int) -> np.ndarray:
     """Value noise in [0, 1] with lattice `spacing` (pixels) at arbitrary points (float64 arrays)."""
-    gx = np.asarray(x, np.float64) / spacing
-    gy = np.asarray(y, np.float64) / spacing
-    ix = np.floor(gx)
-    iy = np.floor(gy)
-    fx = _smoothstep(gx - ix)
-    fy = _smoothstep(gy - iy)
-    ix = ix.astype(np.int64)
-    iy = iy.astype(np.int64)
-    v00 = hash_unit(salt, ix, iy)
-    v10 = hash_unit(salt, ix + 1, iy)
-    v01 = hash_unit(salt, ix, iy + 1)
-    v11 = hash_unit(salt, ix + 1, iy + 1)
-    top = v00 + (v10 - v00) * fx
-    bottom = v01 + (v11 - v01) * fx
-    return top + (bottom - top) * fy
+    from mapper.world.kernels import value_noise_ufunc
+
+    return value_noise_ufunc(np.asarray(x, np.float64), np.asarray(y, np.float64), float(spacing), int(salt))
 
 
 def fbm(x, y, spacing: float, salt: int, octaves: int = 4, gain: float = 0.5) -> np.ndarray:

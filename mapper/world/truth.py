@@ -79,7 +79,7 @@ def cropland_area_in_polygon(world: World, geometry, samples_per_block_side: int
 
     Each sample stands for its cell's exact ellipsoidal area; samples outside the polygon are dropped, so
     border blocks count only their inside part. With 40 × 40 samples per block (~140 m spacing) the
-    sampling error of a province total is far below 0.1 %.
+    sampling error of a province total is far below 0.1 %. Blocks are evaluated a block row at a time.
     """
     from mapper.grid.region import blocks_of_polygon
 
@@ -87,19 +87,22 @@ def cropland_area_in_polygon(world: World, geometry, samples_per_block_side: int
     blocks = blocks_of_polygon(geometry)
     shapely.prepare(geometry)
     step = 1.0 / (CELLS_PER_DEGREE * n)
-    total_m2 = crop_m2 = 0.0
     offsets = (np.arange(n) + 0.5) * step
-    for ix, iy, frac in zip(blocks["ix"], blocks["iy"], blocks["frac_inside"], strict=True):
-        b = Block(int(ix), int(iy))
-        w, s, _, _ = b.bounds
-        lon, lat = np.meshgrid(w + offsets, s + offsets)
-        edges_lat = s + np.arange(n + 1) * step
-        cell = np.radians(step) * np.diff(_band_integral(edges_lat))  # m² per sample, by row (south→north)
-        weight = np.broadcast_to(cell[:, None], lon.shape)
-        inside = np.ones(lon.shape, bool) if frac >= 1.0 else shapely.contains_xy(geometry, lon, lat)
+    total_m2 = crop_m2 = 0.0
+    for iy, row in blocks.groupby("iy"):
+        south = iy / CELLS_PER_DEGREE - 90.0
+        lat = south + offsets  # the same sample rows for every block of this block row
+        cell_m2 = np.radians(step) * np.diff(_band_integral(south + np.arange(n + 1) * step))
+        lon = (row["ix"].to_numpy()[:, None] / CELLS_PER_DEGREE - 180.0 + offsets[None, :]).ravel()
+        lon_g, lat_g = np.meshgrid(lon, lat)
+        weight = np.broadcast_to(cell_m2[:, None], lon_g.shape)
+        inside = np.ones(lon_g.shape, bool)
+        border = np.repeat(row["frac_inside"].to_numpy() < 1.0, n)
+        if border.any():
+            inside[:, border] = shapely.contains_xy(geometry, lon_g[:, border], lat_g[:, border])
         if not inside.any():
             continue
-        x, y = lonlat_to_global_pixel(lon[inside], lat[inside], 16)
+        x, y = lonlat_to_global_pixel(lon_g[inside], lat_g[inside], 16)
         crop = world.landscape.cropland_at_points(x, y)
         total_m2 += float(weight[inside].sum())
         crop_m2 += float(weight[inside][crop].sum())

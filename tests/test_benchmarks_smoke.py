@@ -1,0 +1,85 @@
+"""Smoke test of benchmarks/: every benchmark runs once on tiny inputs, and the report is written.
+
+This keeps the benchmark code from rotting; it measures nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pytest
+
+from mapper.grid.blocks import Block
+from mapper.imagery.tilegrid import PixelWindow
+from mapper.world.source import WorldTileSource
+
+# benchmarks/ is a top-level folder of the repository, not part of the installed package: make it importable
+# under plain `pytest` too (`python -m pytest` already has the working directory on sys.path).
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import fetch_loopback, mosaic_vs_gdal, run, world_render  # noqa: E402
+from benchmarks.common import render_tile_set, window_keys  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny() -> mosaic_vs_gdal.Case:
+    """A 300 × 300 px window cut mid-tile from a Guangdong block: 2 × 2 or so tiles."""
+    w = Block.containing(113.3, 23.1).window(16)
+    return mosaic_vs_gdal.Case("tiny", PixelWindow(16, w.col0 + 100, w.row0 + 100, w.col0 + 400, w.row0 + 400))
+
+
+@pytest.fixture(scope="module")
+def source():
+    return WorldTileSource("b", seed=0, rendering="b")
+
+
+def test_mosaic_vs_gdal_runs(tiny, source, tmp_path):
+    rows = []
+    for fmt in ("png", "jpeg"):
+        rows += mosaic_vs_gdal.run([tiny], source, tmp_path, repeats=1, fmt=fmt, workers=(1, 2), log=lambda *a: None)
+    assert [r["fmt"] for r in rows] == ["png", "jpeg"]
+    for row in rows:
+        for key in ("mapper_1t_ms", "mapper_2t_ms", "gdal_ms", "mapper_2t_mtw_ms", "gdal_mtw_ms", "ratio_2t"):
+            assert row[key] > 0
+    assert rows[0]["max_diff"] == 0  # PNG: identical pixels
+
+    profile = mosaic_vs_gdal.profile_mapper(tiny, tmp_path, "png", repeats=1)
+    assert set(profile) >= {"imdecode_ms", "write_ms", "place_ms"}
+    writes = mosaic_vs_gdal.write_options(tiny, tmp_path, "png", repeats=1)
+    assert len(writes) == len(mosaic_vs_gdal.WRITE_OPTIONS) and all(w["size_mib"] > 0 for w in writes)
+
+
+def test_world_render_runs(tiny):
+    rows = world_render.run(tiny.window, "tiny", renderings=("a",), repeats=1, tiles_per_repeat=2, log=lambda *a: None)
+    assert rows[0]["tiles_per_s"] > 0 and rows[0]["rendering"] == "a"
+
+
+@pytest.mark.network
+def test_fetch_loopback_runs(tiny, source, tmp_path):
+    keys = window_keys(tiny.window)
+    root = render_tile_set(source, keys, tmp_path / "png")
+    rows = fetch_loopback.run(root, keys, keys[:2], concurrencies=(1, 2), repeats=1, log=lambda *a: None)
+    assert [(r["server"], r["concurrency"]) for r in rows] == [("static", 1), ("static", 2), ("world", 1), ("world", 2)]
+    assert all(r["tiles_per_s"] > 0 and r["client"] == "HttpTileSource" for r in rows)
+
+
+def test_report_is_appended_not_overwritten(tiny, tmp_path):
+    info = run.machine_info()
+    assert info["cores"] and info["gdal"]
+    results = {
+        "world_render": [{"case": "tiny", "rendering": "a", "tiles": 2, "tiles_per_s": 50.0, "ms_per_tile": 20.0}],
+        "timings": {"world_render": 1.0},
+    }
+    lines = run.report(results, info, argparse.Namespace(repeats=1), "0 / 0 / 0", "0 / 0 / 0", (1, 4))
+    path = tmp_path / "RESULTS.md"
+    run.append_results(lines, path)
+    run.append_results(lines, path)
+    text = path.read_text()
+    assert text.startswith("# Benchmark results")
+    assert text.count("### world_render") == 2 and "| tiny | a | 2 | 50.0 | 20.0 |" in text
