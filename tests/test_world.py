@@ -150,12 +150,16 @@ def test_nodata_tiles_are_missing_or_masked():
 def test_province_statistics_differ_and_are_plausible():
     world = get_world(0)
     sh = cropland_area_in_polygon(world, resolve_province("Shanghai").geometry, samples_per_block_side=10)
-    mc = cropland_area_in_polygon(world, resolve_province("Beijing").geometry, samples_per_block_side=5)
-    for r in (sh, mc):
-        assert 0.0 < r["cropland_fraction"] < 0.9
     # Shanghai's polygon is ~6,300 km² (de-facto extent): the integrated area must agree.
     assert sh["area_ha"] / 100 == pytest.approx(6340, rel=0.1)
-    assert abs(sh["cropland_fraction"] - mc["cropland_fraction"]) > 0.01
+    shares = {
+        name: cropland_area_in_polygon(world, resolve_province(name).geometry, samples_per_block_side=4)[
+            "cropland_fraction"
+        ]
+        for name in ("Shanghai", "Beijing", "Tianjin", "Hainan")
+    }
+    assert all(0.0 < s < 0.95 for s in shares.values()), shares
+    assert max(shares.values()) - min(shares.values()) > 0.2, shares  # regions differ meaningfully
 
 
 def test_dem_is_geographic_and_plausible():
