@@ -20,12 +20,13 @@ from pyproj import Geod
 from rasterio.windows import Window
 from shapely.geometry import Polygon
 
+from benchmarks.common import wms_xml  # the same GDAL WMS description the benchmark uses
 from mapper.grid.blocks import Block
 from mapper.imagery.area import masked_area_m2, pixel_area_grid
 from mapper.imagery.decode import body_to_result, encode_png
 from mapper.imagery.mosaic import mosaic_block, read_mosaic, write_mosaic
 from mapper.imagery.sources import TileKey, TileResult
-from mapper.imagery.tilegrid import ORIGIN_SHIFT, TILE_SIZE, PixelWindow, mercator_to_lonlat, pixel_size
+from mapper.imagery.tilegrid import TILE_SIZE, PixelWindow, mercator_to_lonlat, pixel_size
 from mapper.world.server import WorldServer
 from mapper.world.source import WorldTileSource
 
@@ -37,27 +38,6 @@ GEOD = Geod(ellps="WGS84")
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def wms_xml(server_url: str, *, bands: int = 4, zoom: int = Z) -> str:
-    """A GDAL WMS description of an XYZ pyramid: the TMS minidriver over the full EPSG:3857 square.
-
-    `server_url` uses GDAL's `${z}/${x}/${y}` placeholders. With YOrigin=top the y index counts from the north,
-    as XYZ does. 404 answers (including missing `file://` tiles) become empty, zero-alpha blocks.
-    """
-    return f"""<GDAL_WMS>
-  <Service name="TMS"><ServerUrl>{server_url}</ServerUrl></Service>
-  <DataWindow>
-    <UpperLeftX>{-ORIGIN_SHIFT!r}</UpperLeftX><UpperLeftY>{ORIGIN_SHIFT!r}</UpperLeftY>
-    <LowerRightX>{ORIGIN_SHIFT!r}</LowerRightX><LowerRightY>{-ORIGIN_SHIFT!r}</LowerRightY>
-    <TileLevel>{zoom}</TileLevel><TileCountX>1</TileCountX><TileCountY>1</TileCountY>
-    <YOrigin>top</YOrigin>
-  </DataWindow>
-  <Projection>EPSG:3857</Projection>
-  <BlockSizeX>{TILE_SIZE}</BlockSizeX><BlockSizeY>{TILE_SIZE}</BlockSizeY>
-  <BandsCount>{bands}</BandsCount>
-  <ZeroBlockHttpCodes>404</ZeroBlockHttpCodes>
-</GDAL_WMS>"""
-
-
 def gdal_read(xml: str, window: PixelWindow):
     """(RGBA (4, H, W), window transform, CRS, full-dataset transform) of `window` read through GDAL."""
     win = Window(window.col0, window.row0, window.width, window.height)

@@ -3,7 +3,7 @@ import math
 import mercantile
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from pyproj import Geod
 
@@ -34,6 +34,8 @@ def test_lonlat_pixel_round_trip(lon, lat):
 @given(st.floats(-179.9, 179.9), st.floats(-84.9, 84.9))
 def test_tile_of_pixel_matches_mercantile(lon, lat):
     c, r = lonlat_to_global_pixel(lon, lat, 16)
+    # Within floating-point noise of a tile edge either side is right (mercantile rounds with its own epsilon).
+    assume(min(c % TILE_SIZE, TILE_SIZE - c % TILE_SIZE, r % TILE_SIZE, TILE_SIZE - r % TILE_SIZE) > 1e-6)
     t = mercantile.tile(lon, lat, 16)
     assert (int(c // TILE_SIZE), int(r // TILE_SIZE)) == (t.x, t.y)
 

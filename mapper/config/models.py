@@ -125,9 +125,14 @@ class CacheConfig(StrictModel):
 
 
 class MosaicConfig(StrictModel):
-    compress: Literal["deflate", "lzw", "zstd", "none"] = "deflate"
+    """How block mosaics are written (lossless, tiled GeoTIFF with an internal mask)."""
+
+    compress: Literal["zstd", "deflate", "lzw", "none"] = Field(
+        "zstd", description="zstd level 1 writes ~2x faster than deflate level 1 for ~10 % larger files."
+    )
+    level: int = Field(1, ge=1, le=22, description="Compression level (deflate 1-9, zstd 1-22): 1 is fastest.")
     tile_size: int = Field(256, ge=16)
-    zlevel: int = Field(1, ge=1, le=9, description="Deflate level: 1 is fast and nearly as small.")
+    threads: str = Field("ALL_CPUS", description="GDAL_NUM_THREADS for compressing tiles: a number or ALL_CPUS.")
 
 
 class WorldConfig(StrictModel):

@@ -51,10 +51,7 @@ def fetch_blocks(config, source_name: str, block_ids: list[str], out_dir: Path, 
                 continue
             try:
                 mosaic = mosaic_block(source, Block.parse(block_id), config.zoom)
-                write_mosaic(
-                    mosaic, path, compress=config.mosaic.compress, tile_size=config.mosaic.tile_size,
-                    zlevel=config.mosaic.zlevel,
-                )
+                write_mosaic(mosaic, path, **config.mosaic.model_dump())
             except Exception as e:  # one bad block must not stop the others; it is recorded
                 log.exception("block %s failed", block_id)
                 summary.failed += 1

@@ -67,31 +67,53 @@ def value_noise_ufunc(x, y, spacing, salt):
 def fill_points(px, py, zone, sx, sy, kind, cos_t, sin_t, strip, length, key, road,
                 cx0, cy0, nx, fields, seed, road_half_width,
                 cover, field_rand, u_out, v_out, lot_w, lot_h, edge):  # fmt: skip
-    """Land cover at points (global px). Zone tables are flat over cells [cx0, cx0+nx) × [cy0, ...)."""
+    """Land cover at points (global px). Zone tables are flat over cells [cx0, cx0+nx) × [cy0, ...).
+
+    Neighbouring points (pixels of a row) mostly share their zone and field, so the Voronoi search and the
+    field hashes are skipped when they provably give the previous point's answer (see `gap` below)."""
     n = px.shape[0]
+    zi = 0
+    gap = -1.0  # lower bound on (distance to 2nd-nearest seed) − (distance to nearest seed)
+    last_cell = (-1, -1)
+    xp = 0.0
+    yp = 0.0
+    last_i = (-1, -1)
+    last_field = (-1, -1, -1)
+    h1 = 0.0
+    fr0 = 0.0
     for p in range(n):
         x = px[p]
         y = py[p]
         ccx = math.floor(x / zone)
         ccy = math.floor(y / zone)
-        best = 1e300
-        second = 1e300
-        zi = 0
-        zj = 0
-        for oy in range(-1, 2):
-            for ox in range(-1, 2):
-                k = (ccy + oy - cy0) * nx + (ccx + ox - cx0)
-                d = (x - sx[k]) ** 2 + (y - sy[k]) ** 2
-                if d < best:
-                    second = best
-                    zj = zi
-                    best = d
-                    zi = k
-                elif d < second:
-                    second = d
-                    zj = k
-        sep = math.sqrt((sx[zi] - sx[zj]) ** 2 + (sy[zi] - sy[zj]) ** 2)
-        to_edge = (second - best) / (2.0 * sep)
+        # Moving by s px changes every seed distance by at most s, so the gap shrinks by at most 2s. While
+        # it stays above 2 × road_half_width the nearest seed is unchanged and the point is farther than
+        # road_half_width from the zone edge (distance to the bisector ≥ gap / 2).
+        gap -= 2.0 * math.sqrt((x - xp) ** 2 + (y - yp) ** 2)
+        xp = x
+        yp = y
+        if gap > 2.0 * road_half_width and (ccx, ccy) == last_cell:
+            to_edge = 1e300
+        else:
+            best = 1e300
+            second = 1e300
+            zj = 0
+            for oy in range(-1, 2):
+                for ox in range(-1, 2):
+                    k = (ccy + oy - cy0) * nx + (ccx + ox - cx0)
+                    d = (x - sx[k]) ** 2 + (y - sy[k]) ** 2
+                    if d < best:
+                        second = best
+                        zj = zi
+                        best = d
+                        zi = k
+                    elif d < second:
+                        second = d
+                        zj = k
+            sep = math.sqrt((sx[zi] - sx[zj]) ** 2 + (sy[zi] - sy[zj]) ** 2)
+            to_edge = (second - best) / (2.0 * sep)
+            gap = math.sqrt(second) - math.sqrt(best)
+            last_cell = (ccx, ccy)
 
         kd = kind[zi]
         cov = ZONE_COVER[kd]
@@ -102,9 +124,15 @@ def fill_points(px, py, zone, sx, sy, kind, cos_t, sin_t, strip, length, key, ro
         st = strip[zi]
         ln = length[zi]
         i = math.floor(u / st)
-        v_shift = v + hash_unit4(seed, key[zi], i, 0) * ln
+        if (zi, i) != last_i:
+            h1 = hash_unit4(seed, key[zi], i, 0)
+            last_i = (zi, i)
+        v_shift = v + h1 * ln
         j = math.floor(v_shift / ln)
-        fr = hash_unit4(seed + 1, key[zi], i, j)
+        if (zi, i, j) != last_field:
+            fr0 = hash_unit4(seed + 1, key[zi], i, j)
+            last_field = (zi, i, j)
+        fr = fr0
         uu = u - i * st
         vv = v_shift - j * ln
         bund = 1.6 if kd == ZONE_PADDY else 1.0
@@ -143,19 +171,20 @@ def render_pixels(cover, fr, u, v, lot_w, lot_h, edge, soil, col0, row0, season,
                   rows_amp, fine_amp, crown_amp, roofs, fine_tex, crown_tex, out):  # fmt: skip
     """Base colours, textures, houses and orchard crowns; out is (H, W, 3) float32 in [0, 1]."""
     h, w = cover.shape
-    tex = fine_tex.shape[0]
+    wrap = fine_tex.shape[0] - 1  # textures are square with a power-of-two side
     nvar = palette.shape[2]
     for r in range(h):
-        tr = (row0 + r) % tex
-        tr2 = (row0 + r + 31) % tex
+        tr = (row0 + r) & wrap
+        tr2 = (row0 + r + 31) & wrap
         for c in range(w):
             cv = cover[r, c]
             f = fr[r, c]
             var = min(int(f * nvar), nvar - 1)
-            period = 3.0 + 3.0 * f
-            shade = 1.0 + rows_amp[cv] * math.sin(u[r, c] * 6.283185307179586 / period)
-            shade += fine_amp[cv] * fine_tex[tr, (col0 + c) % tex]
-            shade += crown_amp[cv] * crown_tex[tr2, (col0 + c + 17) % tex]
+            shade = 1.0 + fine_amp[cv] * fine_tex[tr, (col0 + c) & wrap]
+            if rows_amp[cv] != 0:  # crop rows across the strip, 3-6 px apart
+                shade += rows_amp[cv] * math.sin(u[r, c] * 6.283185307179586 / (3.0 + 3.0 * f))
+            if crown_amp[cv] != 0:
+                shade += crown_amp[cv] * crown_tex[tr2, (col0 + c + 17) & wrap]
             if edge[r, c]:
                 shade *= 0.86
             red = palette[season, cv, var, 0] * shade
