@@ -1,6 +1,7 @@
 import subprocess
 import sys
 
+import pytest
 import rasterio
 from click.testing import CliRunner
 
@@ -71,3 +72,18 @@ def test_preview(tmp_path):
     res = CliRunner().invoke(cli, ["demo", "preview", "--block", block, "--out", str(out), "--crop", "300"])
     assert res.exit_code == 0, res.output
     assert out.read_bytes().startswith(b"\x89PNG")
+
+
+def test_demo_stats_area_matches_geodesic_polygon_area():
+    import json
+
+    from pyproj import Geod
+
+    from mapper.grid.admin import resolve_province
+
+    res = CliRunner().invoke(cli, ["demo", "stats", "-p", "Shanghai", "--samples", "8", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    geodesic_ha = abs(Geod(ellps="WGS84").geometry_area_perimeter(resolve_province("Shanghai").geometry)[0]) / 1e4
+    assert out["area_ha"] == pytest.approx(geodesic_ha, rel=0.005)
+    assert 0 < out["cropland_ha"] < out["area_ha"]

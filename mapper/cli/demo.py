@@ -48,3 +48,31 @@ def preview(blocks: tuple[str, ...], out: Path, crop_px: int | None, world_seed:
     ids = list(blocks) or sample_block_ids(4)
     render_preview(ids, out, world_seed or 0, crop_px)
     click.echo(f"wrote {out}")
+
+
+@demo.command()
+@click.option("--province", "-p", required=True)
+@click.option("--samples", type=int, default=40, show_default=True, help="Samples per block side (40: ~140 m).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@world_seed_option
+def stats(province: str, samples: int, as_json: bool, world_seed: int | None) -> None:
+    """The simulated world's own cropland statistic for a province (true area inside the polygon)."""
+    import json
+
+    from mapper.grid.admin import resolve_province
+    from mapper.world.truth import cropland_area_in_polygon
+    from mapper.world.world import get_world
+
+    if samples < 1:
+        raise click.BadParameter("must be at least 1", param_hint="--samples")
+    prov = resolve_province(province)
+    seed = world_seed or 0
+    area = cropland_area_in_polygon(get_world(seed), prov.geometry, samples)
+    result = {"province": prov.name, "world_seed": seed, **area}
+    if as_json:
+        click.echo(json.dumps(result, indent=1))
+    else:
+        click.echo(
+            f"{prov.name}, world seed {seed}: cropland {result['cropland_ha']:,.0f} ha "
+            f"({result['cropland_fraction']:.1%} of {result['area_ha']:,.0f} ha, {result['blocks']:,} blocks)"
+        )
