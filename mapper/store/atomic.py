@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,9 +20,9 @@ def atomic_path(path: Path | str, suffix: str | None = None) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix + ".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    # A fresh name that the writer creates itself, so the file gets the user's umask (mkstemp's files are
+    # 0600, which would leave results unreadable to a team on shared storage).
+    tmp_path = path.parent / f".{path.name}.{uuid.uuid4().hex}{suffix or path.suffix + '.tmp'}"
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as f:
@@ -34,8 +34,8 @@ def atomic_path(path: Path | str, suffix: str | None = None) -> Iterator[Path]:
 
 
 def atomic_write_bytes(path: Path | str, data: bytes) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
+    with atomic_path(path) as tmp, open(tmp, "xb") as f:
+        f.write(data)
 
 
 def atomic_write_text(path: Path | str, text: str) -> None:
