@@ -31,8 +31,6 @@ cli.add_command(cache)
 
 def main() -> None:
     """Entry point: known user errors print one clear line and exit 2, never a traceback."""
-    from mapper.cli.errors import USER_ERRORS
-
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
@@ -41,6 +39,10 @@ def main() -> None:
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
-    except USER_ERRORS as e:
+    except Exception as e:
+        from mapper.cli.errors import USER_ERRORS  # imported here so that `mapper --help` stays light
+
+        if not isinstance(e, USER_ERRORS):
+            raise
         click.echo(f"error: {e}", err=True)
         sys.exit(2)

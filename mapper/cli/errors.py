@@ -2,12 +2,12 @@
 
 from mapper.config.models import ConfigError
 from mapper.grid.admin import UnknownProvinceError
+from mapper.imagery.mbtiles import CacheCorruptError
 
-USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, UnknownProvinceError, FileNotFoundError, PermissionError)
-
-try:  # the cache module is optional until it exists
-    from mapper.imagery.mbtiles import CacheCorruptError
-
-    USER_ERRORS += (CacheCorruptError,)
-except ImportError:  # pragma: no cover
-    pass
+USER_ERRORS: tuple[type[Exception], ...] = (
+    ConfigError,
+    UnknownProvinceError,
+    CacheCorruptError,
+    FileNotFoundError,
+    PermissionError,
+)

@@ -18,7 +18,7 @@ WGS84_B = WGS84_A * (1 - WGS84_F)
 WGS84_E = np.sqrt(WGS84_F * (2 - WGS84_F))
 
 
-def _band_integral(lat_deg: np.ndarray) -> np.ndarray:
+def band_integral(lat_deg: np.ndarray) -> np.ndarray:
     """Antiderivative of the ellipsoid's area element in latitude, per radian of longitude.
 
     Area between φ1 and φ2 over Δλ radians = Δλ · (F(φ2) − F(φ1)).
@@ -33,7 +33,7 @@ def row_pixel_areas(window: PixelWindow) -> np.ndarray:
     rows = np.arange(window.row0, window.row1 + 1, dtype=np.float64)
     lats = global_pixel_to_lonlat(np.zeros_like(rows), rows, window.zoom)[1]
     dlon = pixel_size(window.zoom) / WGS84_A  # radians of longitude per pixel
-    f = _band_integral(lats)
+    f = band_integral(lats)
     return dlon * (f[:-1] - f[1:])  # rows run north to south
 
 
