@@ -12,6 +12,7 @@ from mapper.cli.cache import cache
 from mapper.cli.demo import demo
 from mapper.cli.fetch import fetch
 from mapper.cli.grid import grid
+from mapper.cli.labels import labels
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -27,6 +28,7 @@ cli.add_command(grid)
 cli.add_command(fetch)
 cli.add_command(demo)
 cli.add_command(cache)
+cli.add_command(labels)
 
 
 def main() -> None:

@@ -3,11 +3,13 @@
 from mapper.config.models import ConfigError
 from mapper.grid.admin import UnknownProvinceError
 from mapper.imagery.mbtiles import CacheCorruptError
+from mapper.labels.store import LabelError
 
 USER_ERRORS: tuple[type[Exception], ...] = (
     ConfigError,
     UnknownProvinceError,
     CacheCorruptError,
+    LabelError,
     FileNotFoundError,
     PermissionError,
 )
