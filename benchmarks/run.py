@@ -20,7 +20,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "RESULTS.md"
-BENCHMARKS = ("mosaic_vs_gdal", "world_render", "fetch_loopback")
+BENCHMARKS = ("mosaic_vs_gdal", "world_render", "fetch_loopback", "iqa_features")
 # Three Guangdong blocks (the paper's province): city, delta farmland, northern hills.
 BLOCK_POINTS = ((113.3, 23.1), (113.05, 22.55), (112.45, 24.15))
 
@@ -120,6 +120,25 @@ WRITE_COLUMNS = [
     ("write_ms", "write ms", ".0f"),
     ("size_mib", "MiB", ".2f"),
 ]
+IQA_COLUMNS = [
+    ("case", "block, rendering", ""),
+    ("pixels", "pixels", ",d"),
+    ("valid_fraction", "valid", ".2f"),
+    ("sharpness", "sharpness", ".4f"),
+    ("mapper_ms", "mapper ms", ".0f"),
+    ("pass_ms", "(compiled pass)", ".0f"),
+    ("sobel_ms", "(Sobel + median)", ".0f"),
+    ("medians_ms", "(HLS medians)", ".1f"),
+    ("skimage_ms", "scikit-image ms", ".0f"),
+    ("skimage_sharpness_ms", "(sharpness)", ".0f"),
+    ("skimage_colour_ms", "(HLS)", ".0f"),
+    ("ratio", "**scikit-image / mapper**", ".1f"),
+    ("ratio_sharpness", "sharpness ratio", ".1f"),
+    ("ratio_colour", "HLS ratio", ".1f"),
+    ("sharpness_rel_diff", "sharpness rel. diff", ".1e"),
+    ("hue_abs_diff", "hue diff (°)", ".1e"),
+    ("sl_abs_diff", "S, L diff", ".1e"),
+]
 PROFILE_COLUMNS = [
     ("case", "block", ""),
     ("read_ms", "read files", ".0f"),
@@ -133,7 +152,7 @@ PROFILE_COLUMNS = [
 
 # ------------------------------------------------------------------------------------------------- main
 def run_all(names, repeats: int, workers: tuple[int, ...], seed: int, formats: tuple[str, ...], log=print) -> dict:
-    from benchmarks import fetch_loopback, mosaic_vs_gdal, world_render
+    from benchmarks import fetch_loopback, iqa_features, mosaic_vs_gdal, world_render
     from benchmarks.common import WORK_DIR, window_keys
     from mapper.grid.blocks import Block
     from mapper.world.source import WorldTileSource
@@ -182,6 +201,20 @@ def run_all(names, repeats: int, workers: tuple[int, ...], seed: int, formats: t
             tiles_root / "png", keys, keys[:16], seed=seed, rendering="b", repeats=repeats, log=log
         )
         timings["fetch_loopback"] = time.perf_counter() - t
+    if "iqa_features" in names:
+        log("iqa_features:")
+        t = time.perf_counter()
+        from mapper.imagery.mosaic import mosaic_block
+        from mapper.world.world import get_world
+
+        mosaics = []
+        for rendering in ("a", "b"):  # the first block is hazy and blurred in rendering a, clear in b (seed 0)
+            cond = get_world(seed).conditions(blocks[0], rendering)
+            state = f"haze {cond.haze:.2f}, blur {cond.blur:.1f} px" if cond.haze else "clear"
+            mosaic = mosaic_block(WorldTileSource(rendering, seed=seed, rendering=rendering), blocks[0])
+            mosaics.append((f"{cases[0].label} {rendering} ({state})", mosaic))
+        out["iqa_features"] = iqa_features.run(mosaics, repeats=repeats, log=log)
+        timings["iqa_features"] = time.perf_counter() - t
     out["timings"] = timings
     return out
 
@@ -224,6 +257,20 @@ def report(results: dict, info: dict, args, load_before: str, load_after: str, w
             "",
         ]
         lines += table(results["fetch_loopback"], FETCH_COLUMNS)
+    if "iqa_features" in results:
+        lines += [
+            "",
+            "### iqa_features — quality_features of a full block: mapper vs scikit-image",
+            "",
+            "mapper: one compiled (numba) pass for the grey image and the colour histograms, cv2.Sobel, exact "
+            "medians (np.partition; histogram bins). scikit-image: sobel(rgb2gray) with mask=, colorsys HLS "
+            "vectorised in numpy, np.median. Ratios are scikit-image time / mapper time; the two half ratios "
+            "each charge mapper's whole compiled pass to that half. Differences are against the reference. "
+            "scikit-image's float64 temporaries (≈ 0.5 GB a block) make its times swing with the memory state of "
+            "the machine (repeats take turns, but compare ratios within one run).",
+            "",
+        ]
+        lines += table(results["iqa_features"], IQA_COLUMNS)
     timings = ", ".join(f"{k} {v:.0f} s" for k, v in results.get("timings", {}).items())
     lines += ["", f"Wall time: {timings}.", ""]
     return lines

@@ -10,9 +10,10 @@ import argparse
 import pytest
 
 # benchmarks/ is a top-level folder of the repository (pytest's `pythonpath = ["."]` makes it importable).
-from benchmarks import fetch_loopback, mosaic_vs_gdal, run, world_render
+from benchmarks import fetch_loopback, iqa_features, mosaic_vs_gdal, run, world_render
 from benchmarks.common import render_tile_set, window_keys
 from mapper.grid.blocks import Block
+from mapper.imagery.mosaic import mosaic_window
 from mapper.imagery.tilegrid import PixelWindow
 from mapper.world.source import WorldTileSource
 
@@ -59,6 +60,18 @@ def test_fetch_loopback_runs(tiny, source, tmp_path):
     rows = fetch_loopback.run(root, keys, keys[:2], concurrencies=(1, 2), repeats=1, log=lambda *a: None)
     assert [(r["server"], r["concurrency"]) for r in rows] == [("static", 1), ("static", 2), ("world", 1), ("world", 2)]
     assert all(r["tiles_per_s"] > 0 and r["client"] == "HttpTileSource" for r in rows)
+
+
+def test_iqa_features_runs(tiny, source):
+    mosaic = mosaic_window(source, tiny.window)
+    rows = iqa_features.run([("tiny", mosaic)], repeats=1, log=lambda *a: None)
+    assert rows[0]["case"] == "tiny" and rows[0]["pixels"] == 300 * 300
+    assert all(rows[0][k] > 0 for k in ("mapper_ms", "skimage_ms", "ratio", "ratio_sharpness", "ratio_colour"))
+    assert rows[0]["sharpness_rel_diff"] < 1e-6 and rows[0]["sl_abs_diff"] == 0
+    lines = run.report(
+        {"iqa_features": rows}, run.machine_info(), argparse.Namespace(repeats=1), "0 / 0 / 0", "0 / 0 / 0", (1,)
+    )
+    assert any(line.startswith("### iqa_features") for line in lines) and any("| tiny |" in x for x in lines)
 
 
 def test_report_is_appended_not_overwritten(tiny, tmp_path):
