@@ -61,6 +61,9 @@ def fetch_blocks(config, source_name: str, block_ids: list[str], out_dir: Path, 
             summary.missing_tiles += len(mosaic.missing_tiles)
     finally:
         source.close()
+    failures_file = out / "failures.json"
     if summary.failures:
-        atomic_write_text(out / "failures.json", json.dumps(summary.failures, indent=1))
+        atomic_write_text(failures_file, json.dumps(summary.failures, indent=1))
+    elif failures_file.exists():  # everything from an earlier run's failures has been done now
+        failures_file.unlink()
     return summary
