@@ -18,9 +18,10 @@ import pytest
 
 from mapper.config.models import XYZSourceConfig
 from mapper.grid.blocks import Block
+from mapper.imagery.cached_source import CachedSource
 from mapper.imagery.decode import decode_tile, encode_png
 from mapper.imagery.http import HttpTileSource
-from mapper.imagery.mbtiles import CachedSource, MBTilesCache
+from mapper.imagery.mbtiles import MBTilesCache
 
 SEED = 2020
 FAIL_RATE = 0.30

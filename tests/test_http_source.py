@@ -514,7 +514,7 @@ def test_decoded_fixture_tiles_are_exact():
 def test_open_source_wraps_http_in_the_cache(serve, token, tmp_path):
     import pickle
 
-    from mapper.imagery.mbtiles import CachedSource
+    from mapper.imagery.cached_source import CachedSource
 
     srv = serve(lambda method, path, query, n, payload: Reply(body=tile_png(*zxy(path))))
     cfg = xyz_config(f"{srv.base}/{{z}}/{{x}}/{{y}}.png?access_token={{token}}", token_env=TOKEN_ENV)

@@ -12,8 +12,9 @@ import rasterio
 from click.testing import CliRunner
 from rasterio.windows import from_bounds
 
+from mapper.imagery.cached_source import CachedSource
 from mapper.imagery.decode import encode_jpeg, encode_png
-from mapper.imagery.mbtiles import CacheCorruptError, CachedSource, MBTilesCache, tms_row
+from mapper.imagery.mbtiles import CacheCorruptError, MBTilesCache, tms_row
 from mapper.imagery.sources import TileResult
 
 Z = 16

@@ -76,7 +76,8 @@ def open_source(name: str, config, *, use_cache: bool | None = None) -> TileSour
 
         source = open_http_source(name, sc)
         if use_cache if use_cache is not None else config.cache.enabled:
-            from mapper.imagery.mbtiles import CachedSource, MBTilesCache
+            from mapper.imagery.cached_source import CachedSource
+            from mapper.imagery.mbtiles import MBTilesCache
 
             cache = MBTilesCache.open(config.cache.dir / f"{name}.mbtiles", name=name, attribution=sc.attribution)
             return CachedSource(source, cache)
