@@ -31,9 +31,9 @@ from mapper.imagery.http import (
     RateLimiter,
     open_http_source,
     quadkey,
-    redact,
 )
 from mapper.imagery.sources import open_source
+from mapper.secrets import redact
 
 SECRET = "pk.SECRETtoken-1234567890abcdef"
 TOKEN_ENV = "MAPPER_TEST_TILE_TOKEN"

@@ -31,6 +31,7 @@ from urllib3.util.retry import Retry
 from mapper.config.models import ConfigError, GoogleTilesConfig, HttpSourceConfig, XYZSourceConfig
 from mapper.imagery.decode import body_to_result
 from mapper.imagery.sources import TileKey, TileResult
+from mapper.secrets import install_log_redaction, redact, register_secret
 
 log = logging.getLogger(__name__)
 
@@ -46,69 +47,7 @@ class HttpSourceError(RuntimeError):
     """The source as a whole cannot work (e.g. Google createSession refused the key)."""
 
 
-# --------------------------------------------------------------------------------------------- redaction
-_SECRETS: set[str] = set()
-_SECRETS_LOCK = threading.Lock()
-_QUERY_SECRET = re.compile(
-    r"(?i)(?<![A-Za-z0-9_])(access_token|key|api_key|apikey|token|signature|sig)=([^&\s'\"#<>)]+)"
-)
-_URLLIB3_LOGGERS = (
-    "urllib3",
-    "urllib3.connectionpool",
-    "urllib3.connection",
-    "urllib3.poolmanager",
-    "urllib3.response",
-    "urllib3.util.retry",
-    "requests",
-)
-
-
-def register_secret(value: str | None) -> None:
-    """Remember a secret so that `redact` (and the log filter) masks it wherever it appears."""
-    if value and len(value) >= 4:
-        with _SECRETS_LOCK:
-            _SECRETS.add(value)
-            _SECRETS.add(quote(value, safe=""))
-
-
-def redact(text: object, secrets: Iterable[str] = ()) -> str:
-    """`text` with every known token value and every `access_token=`/`key=`/... query value as `***`."""
-    out = str(text)
-    with _SECRETS_LOCK:
-        known = sorted(_SECRETS | {s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
-    for s in known:
-        out = out.replace(s, "***")
-    return _QUERY_SECRET.sub(r"\1=***", out)
-
-
-class _RedactingFilter(logging.Filter):
-    """Rewrites records of loggers that print URLs (urllib3 at DEBUG) with the secrets masked."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a malformed record: leave it to the handler to report
-            return True
-        record.msg = redact(message)
-        record.args = ()
-        if record.exc_info and not record.exc_text:
-            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
-        if record.exc_text:
-            record.exc_text = redact(record.exc_text)
-        return True
-
-
-_FILTER = _RedactingFilter()
-
-
-def _install_log_redaction() -> None:
-    for name in (*_URLLIB3_LOGGERS, __name__):
-        logger = logging.getLogger(name)
-        if _FILTER not in logger.filters:
-            logger.addFilter(_FILTER)
-
-
-_install_log_redaction()
+install_log_redaction(__name__)
 
 
 # ------------------------------------------------------------------------------------------ rate limiting
