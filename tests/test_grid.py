@@ -53,3 +53,32 @@ def test_block_ids_and_edges():
     ix, iy = lonlat_to_block_index([-180.0, 179.99], [-90.0, 89.99])
     assert list(ix) == [0, 7199] and list(iy) == [0, 3599]
     assert len(blocks_in_bounds(113.0, 23.0, 113.1, 23.1)) == 4
+
+
+def test_country_blocks_are_unique_and_assigned_to_the_larger_share():
+    from mapper.grid.region import country_blocks
+
+    provs = [resolve_province(n) for n in ("Guangdong", "Hong Kong", "Macao")]
+    blocks = country_blocks(provs)
+    assert blocks["block_id"].is_unique
+    gd = province_blocks(provs[0])
+    assert set(gd["block_id"]) <= set(blocks["block_id"])
+    shared = blocks[blocks["provinces"].str.contains(";")]
+    assert len(shared) > 0  # border blocks of Guangdong and Hong Kong / Macao
+    for row in shared.itertuples():
+        shares = {p.name: 0.0 for p in provs}
+        for p in provs:
+            sub = province_blocks(p) if p.name != "Guangdong" else gd
+            hit = sub[sub["block_id"] == row.block_id]
+            if len(hit):
+                shares[p.name] = float(hit["frac_inside"].iloc[0])
+        assert row.province == max(shares, key=shares.get)
+        break  # one is enough to check the rule; the full set is checked by uniqueness above
+
+
+@pytest.mark.slow
+def test_china_has_about_383k_blocks():
+    from mapper.grid.region import country_blocks
+
+    blocks = country_blocks(all_provinces())
+    assert len(blocks) == 383_267 and blocks["block_id"].is_unique

@@ -65,3 +65,31 @@ def _touched_units(boxes, units: gpd.GeoDataFrame) -> list[str]:
 
 def block_from_row(row) -> Block:
     return Block(int(row.ix), int(row.iy))
+
+
+def country_blocks(provinces) -> gpd.GeoDataFrame:
+    """Blocks of several provinces (a country), each once: `province` is the one holding most of the block,
+    `provinces` all it touches, `frac_inside` the share inside any of them."""
+    import pandas as pd
+
+    parts = []
+    for prov in provinces:
+        gdf = blocks_of_polygon(prov.geometry)
+        gdf["province"] = prov.name
+        parts.append(gdf)
+    allb = pd.concat(parts, ignore_index=True).sort_values("frac_inside", ascending=False, kind="stable")
+    grouped = allb.groupby("block_id", sort=False)
+    first = grouped.first()
+    out = gpd.GeoDataFrame(
+        {
+            "block_id": first.index.to_numpy(),
+            "province": first["province"].to_numpy(),
+            "ix": first["ix"].to_numpy(),
+            "iy": first["iy"].to_numpy(),
+            "frac_inside": grouped["frac_inside"].sum().clip(upper=1.0).to_numpy(),
+            "provinces": grouped["province"].agg(";".join).to_numpy(),
+        },
+        geometry=first["geometry"].to_numpy(),
+        crs="EPSG:4326",
+    )
+    return out.sort_values(["iy", "ix"], ignore_index=True)
