@@ -18,7 +18,7 @@ def test_help_is_fast_and_lists_groups():
     assert heavy == [], "mapper --help must not import heavy libraries"
     res = CliRunner().invoke(cli, ["--help"])
     assert res.exit_code == 0
-    for group in ("grid", "fetch", "demo", "cache", "labels"):
+    for group in ("grid", "fetch", "demo", "cache", "labels", "train", "evaluate"):
         assert group in res.output
 
 

@@ -10,9 +10,11 @@ import click
 from mapper import __version__
 from mapper.cli.cache import cache
 from mapper.cli.demo import demo
+from mapper.cli.evaluate import evaluate
 from mapper.cli.fetch import fetch
 from mapper.cli.grid import grid
 from mapper.cli.labels import labels
+from mapper.cli.train import train
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -29,6 +31,8 @@ cli.add_command(fetch)
 cli.add_command(demo)
 cli.add_command(cache)
 cli.add_command(labels)
+cli.add_command(train)
+cli.add_command(evaluate)
 
 
 def main() -> None:

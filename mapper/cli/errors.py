@@ -4,12 +4,14 @@ from mapper.config.models import ConfigError
 from mapper.grid.admin import UnknownProvinceError
 from mapper.imagery.mbtiles import CacheCorruptError
 from mapper.labels.store import LabelError
+from mapper.models.checkpoint import CheckpointError
 
 USER_ERRORS: tuple[type[Exception], ...] = (
     ConfigError,
     UnknownProvinceError,
     CacheCorruptError,
     LabelError,
+    CheckpointError,
     FileNotFoundError,
     PermissionError,
 )
