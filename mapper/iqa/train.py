@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from mapper.config.models import StrictModel
 from mapper.iqa.model import CHANNELS, CoverageClassifier, build_model, make_view, normalise, views_to_float
 from mapper.world.conditions import COVERAGE_NAMES
 
@@ -42,11 +43,7 @@ CACHE_FORMAT = "mapper-iqa-views/1"
 TRAIN_STATE = "train_state"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class AugmentConfig(_Strict):
+class AugmentConfig(StrictModel):
     flips: bool = True
     rot90: bool = True
     brightness: float = Field(0.05, ge=0, le=0.5)  # × U(1 ± b), all colour channels
@@ -54,7 +51,7 @@ class AugmentConfig(_Strict):
     contrast: float = Field(0.05, ge=0, le=0.5)  # around the view's mean colour
 
 
-class IQATrainConfig(_Strict):
+class IQATrainConfig(StrictModel):
     """Hyper-parameters of `mapper train iqa` (YAML via --config; CLI options override)."""
 
     arch: str = "iqa-resnet18-tiny"

@@ -15,18 +15,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
+from mapper.config.models import StrictModel
 from mapper.models.checkpoint import CheckpointError
 
 REGISTRY_FILE = "models.yaml"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ResNetArch(_Strict):
+class ResNetArch(StrictModel):
     """A transformers ResNetConfig, as far as it shapes the network (num_labels included)."""
 
     model_type: Literal["resnet"] = "resnet"
@@ -49,22 +46,24 @@ class ResNetArch(_Strict):
         return self
 
 
-class InputSpec(_Strict):
+class InputSpec(StrictModel):
     size: int = Field(ge=16, le=1024)  # the block is downsampled to size × size
 
 
-class ModelSpec(_Strict):
+class ModelSpec(StrictModel):
     name: str = ""
     kind: Literal["iqa", "segmentation"]
     description: str = ""
     arch: dict[str, Any]
     input: InputSpec
 
-    @model_validator(mode="after")
-    def _full_arch(self):
-        if self.kind == "iqa":
-            self.arch = ResNetArch.model_validate(self.arch).model_dump()
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _full_arch(cls, data):
+        """An IQA arch is filled out to the full ResNet dict, the form checkpoints compare."""
+        if isinstance(data, dict) and data.get("kind") == "iqa" and isinstance(data.get("arch"), dict):
+            data = {**data, "arch": ResNetArch.model_validate(data["arch"]).model_dump()}
+        return data
 
 
 def full_iqa_arch(arch: dict) -> dict:
