@@ -20,7 +20,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "RESULTS.md"
-BENCHMARKS = ("mosaic_vs_gdal", "world_render", "fetch_loopback", "iqa_features")
+BENCHMARKS = (
+    "mosaic_vs_gdal", "world_render", "fetch_loopback", "iqa_features", "regionprops", "terrain", "models_cpu",
+)  # fmt: skip
 # Three Guangdong blocks (the paper's province): city, delta farmland, northern hills.
 BLOCK_POINTS = ((113.3, 23.1), (113.05, 22.55), (112.45, 24.15))
 
@@ -139,6 +141,34 @@ IQA_COLUMNS = [
     ("hue_abs_diff", "hue diff (°)", ".1e"),
     ("sl_abs_diff", "S, L diff", ".1e"),
 ]
+REGIONPROPS_COLUMNS = [
+    ("case", "mask", ""),
+    ("shape", "pixels", ""),
+    ("valid_fraction", "valid", ".2f"),
+    ("components", "components", ",d"),
+    ("euler_total", "Euler total", "d"),
+    ("mapper_ms", "mapper ms", ".0f"),
+    ("skimage_ms", "scikit-image ms", ".0f"),
+    ("ratio", "**scikit-image / mapper**", ".1f"),
+    ("max_rel_diff", "max rel. diff", ".1e"),
+]
+TERRAIN_COLUMNS = [
+    ("case", "DEM", ""),
+    ("shape", "cells", ""),
+    ("gdaldem_ms", "gdaldem ms", ".0f"),
+    ("gdaldem_slope_ms", "(slope)", ".0f"),
+    ("gdaldem_tri_ms", "(TRI)", ".0f"),
+    ("gdaldem_roughness_ms", "(roughness)", ".0f"),
+    ("mapper_ms", "mapper ms", ".0f"),
+    ("read_ms", "(read)", ".0f"),
+    ("compute_ms", "(compute)", ".0f"),
+    ("write_ms", "(write)", ".0f"),
+    ("geographic_ms", "compute, per-row latitude ms", ".0f"),
+    ("ratio", "**gdaldem / mapper**", ".2f"),
+    ("ratio_nowrite", "gdaldem / mapper without writes", ".2f"),
+    ("max_diff", "max diff", ".1e"),
+    ("same_nodata", "same nodata", ""),
+]
 PROFILE_COLUMNS = [
     ("case", "block", ""),
     ("read_ms", "read files", ".0f"),
@@ -152,7 +182,7 @@ PROFILE_COLUMNS = [
 
 # ------------------------------------------------------------------------------------------------- main
 def run_all(names, repeats: int, workers: tuple[int, ...], seed: int, formats: tuple[str, ...], log=print) -> dict:
-    from benchmarks import fetch_loopback, iqa_features, mosaic_vs_gdal, world_render
+    from benchmarks import fetch_loopback, iqa_features, mosaic_vs_gdal, regionprops, world_render
     from benchmarks.common import WORK_DIR, window_keys
     from mapper.grid.blocks import Block
     from mapper.world.source import WorldTileSource
@@ -215,6 +245,25 @@ def run_all(names, repeats: int, workers: tuple[int, ...], seed: int, formats: t
             mosaics.append((f"{cases[0].label} {rendering} ({state})", mosaic))
         out["iqa_features"] = iqa_features.run(mosaics, repeats=repeats, log=log)
         timings["iqa_features"] = time.perf_counter() - t
+    if "regionprops" in names:
+        log("regionprops:")
+        t = time.perf_counter()
+        out["regionprops"] = regionprops.run(regionprops.default_cases(cases[0].window, seed), repeats=repeats, log=log)
+        timings["regionprops"] = time.perf_counter() - t
+    if "terrain" in names:
+        from benchmarks import terrain
+
+        log("terrain:")
+        t = time.perf_counter()
+        out["terrain"] = terrain.run(terrain.default_cases(), repeats=repeats, log=log)
+        timings["terrain"] = time.perf_counter() - t
+    if "models_cpu" in names:
+        from benchmarks import models_cpu
+
+        log("models_cpu:")
+        t = time.perf_counter()
+        out["models_cpu"] = models_cpu.run(repeats=min(repeats, 3), log=log)  # each repeat runs a block twice
+        timings["models_cpu"] = time.perf_counter() - t
     out["timings"] = timings
     return out
 
@@ -271,6 +320,34 @@ def report(results: dict, info: dict, args, load_before: str, load_after: str, w
             "",
         ]
         lines += table(results["iqa_features"], IQA_COLUMNS)
+    if "regionprops" in results:
+        lines += [
+            "",
+            "### regionprops — block_properties of a cropland mask: mapper vs scikit-image",
+            "",
+            "mapper: OpenCV 8-connected labels + numba passes (quad-count Euler numbers, row-extreme convex hulls). "
+            "scikit-image: regionprops_table(label(m, connectivity=2), area / solidity / euler_number), "
+            "convex_hull_image and euler_number of all cropland, numpy areas and edges. Same keys, differences "
+            "relative to the reference; ratio = scikit-image time / mapper time.",
+            "",
+        ]
+        lines += table(results["regionprops"], REGIONPROPS_COLUMNS)
+    if "terrain" in results:
+        lines += [
+            "",
+            "### terrain — slope (Horn, -s 111120) + TRI (Riley) + roughness: mapper vs the gdaldem program",
+            "",
+            "gdaldem: three processes, each reading the DEM and writing a float32 GeoTIFF (wall time). mapper: "
+            "rasterio read, one compiled pass for all three, the same three GeoTIFFs written; one core each. "
+            "'per-row latitude' is the product's mode (true metres per row), compute only. Differences are "
+            "against gdaldem's files; ratio = gdaldem time / mapper time.",
+            "",
+        ]
+        lines += table(results["terrain"], TERRAIN_COLUMNS)
+    if "models_cpu" in results:
+        from benchmarks import models_cpu
+
+        lines += models_cpu.report_lines(results["models_cpu"], min(args.repeats, 3))
     timings = ", ".join(f"{k} {v:.0f} s" for k, v in results.get("timings", {}).items())
     lines += ["", f"Wall time: {timings}.", ""]
     return lines

@@ -10,7 +10,7 @@ import argparse
 import pytest
 
 # benchmarks/ is a top-level folder of the repository (pytest's `pythonpath = ["."]` makes it importable).
-from benchmarks import fetch_loopback, iqa_features, mosaic_vs_gdal, run, world_render
+from benchmarks import fetch_loopback, iqa_features, mosaic_vs_gdal, regionprops, run, world_render
 from benchmarks.common import render_tile_set, window_keys
 from mapper.grid.blocks import Block
 from mapper.imagery.mosaic import mosaic_window
@@ -74,6 +74,16 @@ def test_iqa_features_runs(tiny, source):
     assert any(line.startswith("### iqa_features") for line in lines) and any("| tiny |" in x for x in lines)
 
 
+def test_regionprops_runs(tiny):
+    rows = regionprops.run(regionprops.default_cases(tiny.window), repeats=1, log=lambda *a: None)
+    assert [r["valid_fraction"] < 1 for r in rows] == [False, True]
+    assert all(r["components"] > 0 and r["ratio"] > 0 and r["max_rel_diff"] < 1e-12 for r in rows)
+    lines = run.report(
+        {"regionprops": rows}, run.machine_info(), argparse.Namespace(repeats=1), "0 / 0 / 0", "0 / 0 / 0", (1,)
+    )
+    assert any(line.startswith("### regionprops") for line in lines) and any("| synthetic |" in x for x in lines)
+
+
 def test_report_is_appended_not_overwritten(tiny, tmp_path):
     info = run.machine_info()
     assert info["cores"] and info["gdal"]
@@ -88,3 +98,71 @@ def test_report_is_appended_not_overwritten(tiny, tmp_path):
     text = path.read_text()
     assert text.startswith("# Benchmark results")
     assert text.count("### world_render") == 2 and "| tiny | a | 2 | 50.0 | 20.0 |" in text
+
+
+def test_terrain_runs(tmp_path):
+    from benchmarks import terrain
+
+    rows = terrain.run(terrain.default_cases(tmp_path, n=121), repeats=1, work=tmp_path, log=lambda *a: None)
+    assert [r["shape"] for r in rows] == ["121 × 121 int16", "121 × 121 int16"]
+    assert all(r["gdaldem_ms"] > 0 and r["ratio"] > 0 and r["max_diff"] <= 1e-4 for r in rows)
+    assert all(r["same_nodata"] == "yes" for r in rows)
+    lines = run.report({"terrain": rows}, run.machine_info(), argparse.Namespace(repeats=1), "0", "0", (1,))
+    assert any(line.startswith("### terrain") for line in lines) and any("| world tile |" in x for x in lines)
+
+
+def test_models_cpu_runs():
+    import torch
+
+    from benchmarks import models_cpu
+
+    threads = torch.get_num_threads()
+    rows = models_cpu.run(quick=True, repeats=1, threads=(1,), log=lambda *a: None)
+    assert torch.get_num_threads() == threads  # restored
+    predict, naive = rows[:2]
+    assert predict["items"] == naive["items"] == 4 and predict["ratio"] > 0 and predict["s_per_block"] > 0
+    assert predict["max_diff"] < 1e-4  # the same windows, the same blending
+    assert {(r["model"], r["batch"]) for r in rows[2:] if r["unit"] != "block"} == {
+        ("seg-m2f-tiny", 1), ("seg-m2f-tiny", 2), ("iqa-default", 1), ("iqa-default", 4),
+    }  # fmt: skip
+    assert all(r["per_s"] > 0 and r["threads"] >= 1 for r in rows)
+    lines = run.report(
+        {"models_cpu": rows}, run.machine_info(), argparse.Namespace(repeats=1), "0 / 0 / 0", "0 / 0 / 0", (1,)
+    )
+    assert any(line.startswith("### models_cpu") for line in lines)
+    assert any("| Segmenter.predict, cross-block batches |" in x for x in lines)
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread: on a loaded 2-core machine, two threads make small CPU passes many times slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_gpu_seg_runs_on_cpu(one_thread, tmp_path, capsys):
+    from benchmarks import gpu_seg
+
+    argv = ["--device", "cpu", "--variants", "seg-m2f-tiny", "--batch-sizes", "2", "--iters", "1"]
+    assert gpu_seg.main([*argv, "--record"], results=tmp_path / "RESULTS.md") == 0
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "gpu_seg (inference) on the CPU" in text
+    assert "| seg-m2f-tiny | inference, eager | float32 | 2 | 256 |" in text
+    assert "n/a" in text  # no peak on a CPU
+    rows, info = gpu_seg.run(gpu_seg.parse_args([*argv, "--train"]), log=lambda *a: None)
+    assert info["gpu"] == "none (CPU)" and rows[0]["mode"] == "training step" and not rows[0]["note"]
+    assert rows[0]["items_per_s"] > 0 and rows[0]["gflop_per_item"] > 0
+    capsys.readouterr()
+
+
+def test_gpu_seg_peak_table():
+    from benchmarks import gpu_seg
+
+    assert gpu_seg.peak_tflops("NVIDIA H200") == gpu_seg.peak_tflops("NVIDIA H100 80GB HBM3") == 989.0
+    assert gpu_seg.peak_tflops("NVIDIA A100-SXM4-80GB") == 312.0 and gpu_seg.peak_tflops("NVIDIA L4") == 121.0
+    assert gpu_seg.peak_tflops("NVIDIA L40S") == 366.5 and gpu_seg.peak_tflops("Some GPU") is None
+    assert gpu_seg.windows_per_block(512, 128) == 42 and gpu_seg.windows_per_block(256, 64) == 156

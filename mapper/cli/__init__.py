@@ -14,6 +14,7 @@ from mapper.cli.evaluate import evaluate
 from mapper.cli.fetch import fetch
 from mapper.cli.grid import grid
 from mapper.cli.labels import labels
+from mapper.cli.segment import segment
 from mapper.cli.train import train
 
 
@@ -32,6 +33,7 @@ cli.add_command(demo)
 cli.add_command(cache)
 cli.add_command(labels)
 cli.add_command(train)
+cli.add_command(segment)
 cli.add_command(evaluate)
 
 

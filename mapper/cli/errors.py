@@ -1,6 +1,7 @@
 """Exceptions that mean bad input from the user: shown as one line, not a traceback."""
 
 from mapper.config.models import ConfigError
+from mapper.features.terrain import DemError
 from mapper.grid.admin import UnknownProvinceError
 from mapper.imagery.mbtiles import CacheCorruptError
 from mapper.labels.store import LabelError
@@ -12,6 +13,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     CacheCorruptError,
     LabelError,
     CheckpointError,
+    DemError,
     FileNotFoundError,
     PermissionError,
 )

@@ -22,31 +22,46 @@ def _command_line() -> str | None:
     return None
 
 
-train = click.Group("train", help="Train models (IQA coverage types) on labelled blocks.")
-
-
-@train.command("iqa", short_help="Train the coverage-type classifier (ResNet) on labelled blocks.")
-@click.option(
+labels_option = click.option(
     "--labels", "labels_roots", multiple=True, required=True,
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Labelled blocks root (`mapper labels make|ingest`); repeatable to combine several.",
 )  # fmt: skip
-@click.option(
-    "--val-labels", type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Labelled blocks to validate on each epoch (default: a held-out share of the --labels blocks).",
-)  # fmt: skip
+out_option = click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Checkpoint directory."
+)
+device_option = click.option("--device", help="torch device (default: cuda when available, else cpu).")
+
+
+def val_labels_option(when: str):
+    return click.option(
+        "--val-labels", type=click.Path(exists=True, file_okay=False, path_type=Path),
+        help=f"Labelled blocks to validate on {when} (default: a held-out share of the --labels blocks).",
+    )  # fmt: skip
+
+
+def settings_option(cls_name: str, example: str):
+    return click.option(
+        "--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help=f"YAML of training settings (keys of {cls_name}, e.g. {example}).",
+    )  # fmt: skip
+
+
+train = click.Group("train", help="Train models (IQA coverage types, cropland segmentation) on labelled blocks.")
+
+
+@train.command("iqa", short_help="Train the coverage-type classifier (ResNet) on labelled blocks.")
+@labels_option
+@val_labels_option("each epoch")
 @click.option("--arch", help="Architecture from configs/models.yaml [default: iqa-resnet18-tiny].")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Checkpoint directory.")
+@out_option
 @click.option("--epochs", type=click.IntRange(min=1), help="Epochs [default: 80].")
 @click.option("--resume", is_flag=True, help="Continue the unfinished run at --out after its last epoch.")
-@click.option(
-    "--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="YAML of training settings (keys of IQATrainConfig, e.g. configs/train_iqa_default.yaml).",
-)  # fmt: skip
+@settings_option("IQATrainConfig", "configs/train_iqa_default.yaml")
 @click.option("--batch-size", type=click.IntRange(min=2), help="Batch size [default: 32].")
 @click.option("--lr", type=float, help="Peak learning rate [default: 2e-3].")
 @click.option("--seed", type=int, help="Seeds initialisation, split, sampling and augmentation [default: 0].")
-@click.option("--device", help="torch device (default: cuda when available, else cpu).")
+@device_option
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="Threads reading images.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def iqa(labels_roots, val_labels, arch, out, epochs, resume, config_file, batch_size, lr, seed, device, workers, quiet):
@@ -99,3 +114,62 @@ def iqa(labels_roots, val_labels, arch, out, epochs, resume, config_file, batch_
     top1 = f"; validation top-1 {result.metrics['top1']:.3f}" if result.metrics else ""
     click.echo(f"trained {cfg.epochs} epochs in {result.seconds:.0f}s{top1} -> {out}")
     click.echo(f"evaluate it with: mapper evaluate iqa --checkpoint {out} --labels <held-out labels>")
+
+
+@train.command("seg", short_help="Train the cropland segmentation network (Mask2Former) on labelled blocks.")
+@labels_option
+@val_labels_option("every val_every steps")
+@click.option("--arch", help="Architecture from configs/models.yaml [default: seg-m2f-tiny].")
+@out_option
+@click.option("--steps", type=click.IntRange(min=1), help="Optimizer steps [default: 2000].")
+@click.option("--resume", is_flag=True, help="Continue the unfinished run at --out after its last checkpoint.")
+@settings_option("SegTrainConfig", "configs/train_seg_default.yaml")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Crops per step [default: 8].")
+@click.option("--lr", type=float, help="Peak learning rate [default: 4e-4].")
+@click.option("--seed", type=int, help="Seeds initialisation, split, crops and augmentation [default: 0].")
+@device_option
+def seg(labels_roots, val_labels, arch, out, steps, resume, config_file, batch_size, lr, seed, device):
+    """Train the cropland segmentation network on random crops of labelled images (those of the coverage
+    types segmentation runs on: Planting, Non-planting), validating pixel IoU and writing a checkpoint to OUT
+    every val_every steps."""
+    from mapper.labels.store import LabelError
+    from mapper.models.checkpoint import CheckpointError
+    from mapper.models.registry import get_model_spec
+    from mapper.seg.train import check_output, find_samples, load_seg_train_config, split_samples, train_seg
+
+    try:
+        cfg = load_seg_train_config(config_file, arch=arch, steps=steps, batch_size=batch_size, lr=lr, seed=seed)
+    except (ValueError, OSError) as e:
+        raise TrainUsageError(f"training settings: {e}") from e
+    try:
+        spec = get_model_spec(cfg.arch, kind="segmentation")
+        check_output(out, resume, spec, cfg.steps)  # before reading any labels
+        samples = find_samples(labels_roots, cfg.coverage)
+        if val_labels is not None:
+            train_set, val_set = samples, find_samples([val_labels], cfg.coverage)
+        else:
+            train_set, val_set = split_samples(samples, cfg.val_fraction, cfg.seed)
+        blocks = len({s.block_id for s in train_set})
+        click.echo(
+            f"{cfg.arch}: {len(train_set)} training images of {blocks} blocks"
+            + (f", {len(val_set)} validation images" if val_set else ", no validation")
+        )
+        info = {
+            "command": _command_line(),
+            "labels": [str(p.resolve()) for p in labels_roots],
+            "val_labels": str(val_labels.resolve()) if val_labels else None,
+        }
+
+        def show(rec):
+            val = f"  val IoU {rec['val_iou']:.3f}" if rec.get("val_iou") is not None else ""
+            click.echo(
+                f"step {rec['step']:>6}/{cfg.steps}  loss {rec['train_loss']:.3f}{val}  lr {rec['lr']:.2e}  "
+                f"{rec['seconds']:.0f}s (waiting for data {rec['data_wait_seconds']:.1f}s)"
+            )
+
+        result = train_seg(train_set, out, cfg, val=val_set, resume=resume, device=device, info=info, on_validate=show)
+    except (LabelError, CheckpointError, ValueError) as e:
+        raise TrainUsageError(str(e)) from e
+    iou = f"; validation IoU {result.metrics['iou']:.3f}" if result.metrics else ""
+    click.echo(f"trained {cfg.steps} steps in {result.seconds:.0f}s{iou} -> {out}")
+    click.echo(f"evaluate it with: mapper evaluate seg --checkpoint {out} --labels <held-out labels>")

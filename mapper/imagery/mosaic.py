@@ -33,6 +33,38 @@ class BlockMosaic:
         return 1.0 - float(np.count_nonzero(self.valid)) / self.valid.size
 
 
+def check_mosaic(rgb: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
+    """ValueError unless rgb is (H, W, 3) uint8 and valid (H, W) bool (or None: all valid); returns valid."""
+    rgb_d = getattr(rgb, "dtype", type(rgb).__name__)
+    if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        shape = getattr(rgb, "shape", None)
+        raise ValueError(
+            f"a block mosaic is (H, W, 3) uint8 RGB; got shape {shape} of {rgb_d}. "
+            "Give the mosaic as read (mapper.imagery.mosaic.read_mosaic), without extra bands or scaling"
+        )
+    if min(rgb.shape[:2]) < 1:
+        raise ValueError(f"empty mosaic of shape {rgb.shape}")
+    if valid is None:
+        return np.ones(rgb.shape[:2], bool)
+    if not isinstance(valid, np.ndarray) or valid.shape != rgb.shape[:2] or valid.dtype != bool:
+        raise ValueError(
+            f"the valid mask must be a bool array of shape {rgb.shape[:2]} (True = imagery); got "
+            f"{getattr(valid, 'shape', None)} of {getattr(valid, 'dtype', type(valid).__name__)}"
+        )
+    return valid
+
+
+def mosaic_arrays(m) -> tuple[np.ndarray, np.ndarray | None]:
+    """(rgb, valid) of a BlockMosaic, an (rgb, valid) pair or a bare RGB array (valid None: all valid)."""
+    if hasattr(m, "rgb") and hasattr(m, "valid"):
+        return m.rgb, m.valid
+    if isinstance(m, tuple) and len(m) == 2:
+        return m
+    if isinstance(m, np.ndarray):
+        return m, None
+    raise ValueError(f"expected a BlockMosaic, an (rgb, valid) pair or an RGB array; got {type(m).__name__}")
+
+
 def tile_overlap(window: PixelWindow, tx: int, ty: int):
     """Slices (in the window, in the tile) of where tile (tx, ty) overlaps the window."""
     c0, r0 = tx * TILE_SIZE, ty * TILE_SIZE

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from mapper.imagery.mosaic import check_mosaic, mosaic_arrays
 from mapper.world.conditions import COVERAGE_NAMES
 
 if TYPE_CHECKING:
@@ -44,27 +45,6 @@ DEFAULT_CHECKPOINT = "iqa-default"
 
 
 # ---------------------------------------------------------------------------------------------- the view
-def check_mosaic(rgb: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
-    """ValueError unless rgb is (H, W, 3) uint8 and valid (H, W) bool (or None: all valid); returns valid."""
-    rgb_d = getattr(rgb, "dtype", type(rgb).__name__)
-    if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-        shape = getattr(rgb, "shape", None)
-        raise ValueError(
-            f"a block mosaic is (H, W, 3) uint8 RGB; got shape {shape} of {rgb_d}. "
-            "Give the mosaic as read (mapper.imagery.mosaic.read_mosaic), without extra bands or scaling"
-        )
-    if min(rgb.shape[:2]) < 1:
-        raise ValueError(f"empty mosaic of shape {rgb.shape}")
-    if valid is None:
-        return np.ones(rgb.shape[:2], bool)
-    if not isinstance(valid, np.ndarray) or valid.shape != rgb.shape[:2] or valid.dtype != bool:
-        raise ValueError(
-            f"the valid mask must be a bool array of shape {rgb.shape[:2]} (True = imagery); got "
-            f"{getattr(valid, 'shape', None)} of {getattr(valid, 'dtype', type(valid).__name__)}"
-        )
-    return valid
-
-
 def make_view(rgb: np.ndarray, valid: np.ndarray | None, size: int) -> np.ndarray:
     """The (size, size, 4) uint8 view of a block mosaic (see the module docstring)."""
     valid = check_mosaic(rgb, valid)
@@ -77,16 +57,6 @@ def make_view(rgb: np.ndarray, valid: np.ndarray | None, size: int) -> np.ndarra
     out[..., :3] = np.clip(np.rint(mean), 0, 255)
     out[..., 3] = np.clip(np.rint(255.0 * (1.0 - cover)), 0, 255)
     return out
-
-
-def _mosaic_arrays(m) -> tuple[np.ndarray, np.ndarray | None]:
-    if hasattr(m, "rgb") and hasattr(m, "valid"):
-        return m.rgb, m.valid
-    if isinstance(m, tuple) and len(m) == 2:
-        return m
-    if isinstance(m, np.ndarray):
-        return m, None
-    raise ValueError(f"expected a BlockMosaic, an (rgb, valid) pair or an RGB array; got {type(m).__name__}")
 
 
 def views_to_float(views: np.ndarray) -> torch.Tensor:
@@ -202,7 +172,7 @@ def predict_coverage(
             any_valid.clear()
 
     for m in mosaics:
-        rgb, valid = _mosaic_arrays(m)
+        rgb, valid = mosaic_arrays(m)
         valid = check_mosaic(rgb, valid)
         ok = bool(valid.any())
         views.append(make_view(rgb, valid, model.size) if ok else np.zeros((model.size, model.size, 4), np.uint8))

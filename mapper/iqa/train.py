@@ -25,13 +25,23 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from pydantic import Field
 
 from mapper.config.models import StrictModel
 from mapper.iqa.model import CHANNELS, CoverageClassifier, build_model, make_view, normalise, views_to_float
+from mapper.models.training import (
+    TRAIN_STATE,
+    AugmentConfig,
+    check_resumable,
+    load_settings,
+    lr_factor,
+    optimizer_tensors,
+    restore_optimizer,
+    torch_device,
+)
 from mapper.world.conditions import COVERAGE_NAMES
 
 if TYPE_CHECKING:
@@ -40,15 +50,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = "mapper-iqa-views/1"
-TRAIN_STATE = "train_state"
-
-
-class AugmentConfig(StrictModel):
-    flips: bool = True
-    rot90: bool = True
-    brightness: float = Field(0.05, ge=0, le=0.5)  # × U(1 ± b), all colour channels
-    channel_gain: float = Field(0.03, ge=0, le=0.5)  # × U(1 ± g) per channel
-    contrast: float = Field(0.05, ge=0, le=0.5)  # around the view's mean colour
 
 
 class IQATrainConfig(StrictModel):
@@ -71,15 +72,7 @@ class IQATrainConfig(StrictModel):
 
 def load_train_config(path: Path | str | None = None, **overrides) -> IQATrainConfig:
     """IQATrainConfig from a YAML file (unknown keys are errors), with non-None overrides applied."""
-    import yaml
-
-    data: dict[str, Any] = {}
-    if path is not None:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path} must hold a mapping of training settings")
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    return IQATrainConfig.model_validate(data)
+    return load_settings(IQATrainConfig, path, **overrides)
 
 
 # ---------------------------------------------------------------------------------------------- samples
@@ -285,14 +278,6 @@ def evaluate_views(model: CoverageClassifier, data: ViewSet, batch_size: int = 6
 
 
 # ---------------------------------------------------------------------------------------------- training
-def lr_factor(step: int, total: int, warmup: int, power: float) -> float:
-    """Linear warm-up from ~0 to 1 over `warmup` steps, then (1 - progress) ** power down to 0 at `total`."""
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    rest = max(1, total - warmup)
-    return max(0.0, 1.0 - (step - warmup) / rest) ** power
-
-
 def class_sampling_weights(labels: np.ndarray, n_classes: int, balance: str) -> np.ndarray:
     """Per-sample draw probabilities: classes weighted by 1, 1/√n or 1/n of their counts."""
     counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
@@ -338,22 +323,6 @@ def augment(x, rng: np.random.Generator, cfg: AugmentConfig):
     return x
 
 
-def _optimizer_tensors(opt) -> tuple[dict, list]:
-    """AdamW state as flat tensors ({"<param index>.<name>": tensor}) and its param groups (JSON)."""
-    sd = opt.state_dict()
-    tensors = {f"{i}.{name}": t for i, st in sd["state"].items() for name, t in st.items()}
-    groups = [{k: v for k, v in g.items()} for g in sd["param_groups"]]
-    return tensors, groups
-
-
-def _restore_optimizer(opt, tensors: dict, groups: list) -> None:
-    state: dict[int, dict] = {}
-    for key, t in tensors.items():
-        i, name = key.split(".", 1)
-        state.setdefault(int(i), {})[name] = t
-    opt.load_state_dict({"state": state, "param_groups": groups})
-
-
 @dataclass
 class TrainResult:
     checkpoint: Path
@@ -363,49 +332,9 @@ class TrainResult:
 
 
 def check_output(out: Path | str, resume: bool, spec: ModelSpec, epochs: int) -> None:
-    """Before any work: CheckpointError unless `out` is free (new run) or an unfinished run of the same arch
-    and input that has epochs left (resume). Reads checkpoint.json only."""
-    from mapper.models.checkpoint import CheckpointError, arch_differences, read_checkpoint_meta
-
-    out = Path(out)
-    if not resume:
-        if out.exists():
-            try:
-                read_checkpoint_meta(out)
-                what = "holds a checkpoint"
-            except CheckpointError:
-                what = "exists"
-            raise CheckpointError(f"{out} {what}; pass --resume to continue it, or choose another --out")
-        return
-    if not out.exists():
-        raise CheckpointError(f"nothing to resume: {out} does not exist; drop --resume to start training")
-    meta = read_checkpoint_meta(out)
-    if meta["kind"] != "iqa":
-        raise CheckpointError(f"checkpoint {out} is a {meta['kind']!r} model, not 'iqa'")
-    if meta["arch"] != spec.arch:
-        diffs = "; ".join(arch_differences(meta["arch"], spec.arch))
-        raise CheckpointError(
-            f"checkpoint {out} has another architecture; differing keys: {diffs}. Resume with its arch"
-        )
-    if int(meta["input"]["size"]) != spec.input.size:
-        raise CheckpointError(f"checkpoint {out} takes {meta['input']['size']} px views, {spec.name} {spec.input.size}")
-    training = meta.get("training", {})
-    done = int(training.get("epochs_done", 0))
-    if f"{TRAIN_STATE}.safetensors" not in meta.get("extra_files", {}):
-        raise CheckpointError(
-            f"checkpoint {out} finished its {done} epochs and keeps no optimizer state; nothing to resume. "
-            "Train a new one (another --out) to train longer"
-        )
-    if done >= epochs:
-        raise CheckpointError(f"checkpoint {out} already has {done} of {epochs} epochs; nothing to resume")
-
-
-def _device(name: str | None):
-    import torch
-
-    if name:
-        return torch.device(name)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """Before any work: CheckpointError unless `out` is free (new run) or an unfinished IQA run of the same
+    arch and view size with epochs left (resume). Reads checkpoint.json only."""
+    check_resumable(out, resume, spec, "epochs_done", epochs, "epochs")
 
 
 def train_iqa(
@@ -436,7 +365,7 @@ def train_iqa(
     classes = list(train.classes)
     if train.views.shape[1:3] != (spec.input.size, spec.input.size):
         raise ValueError(f"views are {train.views.shape[1:3]} but {cfg.arch} takes {spec.input.size} px")
-    dev = _device(device)
+    dev = torch_device(device)
     t_start = time.perf_counter()
     history: list[dict] = []
     done = 0
@@ -468,7 +397,7 @@ def train_iqa(
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     if resume:
         groups = meta["training"]["optimizer_groups"]
-        _restore_optimizer(opt, ckpt.extra[TRAIN_STATE], groups)
+        restore_optimizer(opt, ckpt.extra[TRAIN_STATE], groups)
 
     n = len(train)
     steps_per_epoch = max(1, n // cfg.batch_size)
@@ -532,7 +461,7 @@ def train_iqa(
         record["seconds"] = round(time.perf_counter() - t0, 2)
         history.append(record)
         finished = epoch == cfg.epochs
-        opt_tensors, groups = _optimizer_tensors(opt)
+        opt_tensors, groups = optimizer_tensors(opt)
         training = {
             **base_info,
             "epochs": cfg.epochs,

@@ -39,7 +39,7 @@ KINDS = ("iqa", "segmentation")
 REQUIRED_META = ("kind", "arch", "classes", "normalisation", "input")
 
 # kind -> "module:function" building an nn.Module from an arch dict (imported only when a checkpoint loads).
-BUILDERS = {"iqa": "mapper.iqa.model:build_model"}
+BUILDERS = {"iqa": "mapper.iqa.model:build_model", "segmentation": "mapper.seg.model:build_model"}
 
 
 class CheckpointError(ValueError):

@@ -47,7 +47,14 @@ class ResNetArch(StrictModel):
 
 
 class InputSpec(StrictModel):
-    size: int = Field(ge=16, le=1024)  # the block is downsampled to size × size
+    size: int = Field(ge=16, le=2048)  # IQA: the block is downsampled to size × size; segmentation: window size
+    overlap: int = Field(0, ge=0)  # segmentation: pixels shared by neighbouring windows
+
+    @model_validator(mode="after")
+    def _overlap(self):
+        if self.overlap * 2 > self.size:
+            raise ValueError(f"overlap {self.overlap} must be at most half the window size {self.size}")
+        return self
 
 
 class ModelSpec(StrictModel):
@@ -60,10 +67,20 @@ class ModelSpec(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _full_arch(cls, data):
-        """An IQA arch is filled out to the full ResNet dict, the form checkpoints compare."""
-        if isinstance(data, dict) and data.get("kind") == "iqa" and isinstance(data.get("arch"), dict):
-            data = {**data, "arch": ResNetArch.model_validate(data["arch"]).model_dump()}
+        """An arch is filled out to its full dict (ResNet for IQA, Mask2Former for segmentation), the form
+        checkpoints compare."""
+        if isinstance(data, dict) and isinstance(data.get("arch"), dict) and data.get("kind") in ARCH_SCHEMAS:
+            data = {**data, "arch": ARCH_SCHEMAS[data["kind"]]().model_validate(data["arch"]).model_dump()}
         return data
+
+
+def _mask2former_schema():
+    from mapper.seg.model import Mask2FormerArch
+
+    return Mask2FormerArch
+
+
+ARCH_SCHEMAS = {"iqa": lambda: ResNetArch, "segmentation": _mask2former_schema}
 
 
 def full_iqa_arch(arch: dict) -> dict:
@@ -91,9 +108,9 @@ def parse_registry(data: Any, where: str = REGISTRY_FILE) -> dict[str, ModelSpec
     out = {}
     for name, entry in data["models"].items():
         entry = entry or {}
-        if entry.get("kind") == "iqa" and isinstance(entry.get("arch"), dict):
+        if entry.get("kind") in ARCH_SCHEMAS and isinstance(entry.get("arch"), dict):
             try:  # first on its own, so that errors name the key as arch.<key>
-                ResNetArch.model_validate(entry["arch"])
+                ARCH_SCHEMAS[entry["kind"]]().model_validate(entry["arch"])
             except ValidationError as e:
                 raise ValueError(_describe(e, f"{where}, model {name!r}", "arch.")) from None
         try:

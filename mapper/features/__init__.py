@@ -1,0 +1,1 @@
+"""Block features: region properties of cropland masks, terrain."""

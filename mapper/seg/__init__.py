@@ -1,0 +1,1 @@
+"""Cropland segmentation: Mask2Former built from configs, sliding-window block inference, training."""

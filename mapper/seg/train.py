@@ -1,0 +1,504 @@
+"""Training the cropland segmentation network on labelled blocks (paper Sect. 3.2, 4.2).
+
+**Samples.** Every image of a labelled block whose coverage type is one the segmentation is run on
+(`coverage`, by default Planting and Non-planting: cloudy, snowy and empty images are routed away by IQA
+and never segmented) is a sample; its target is the block's mask seen through that image
+(`LabelledBlock.target`: 255 where unlabelled or without imagery). Crops of `crop` px (the arch's window by
+default) are read from the GeoTIFFs on demand (windowed reads of the tiled files; nothing is held in
+memory but the batches), in a background thread that keeps `prefetch` batches ready, so data loading
+overlaps the network (the time the loop waits for data is logged with every validation).
+
+**Targets and empty windows.** Mask2Former is trained with its own set loss (Hungarian matching, class
+cross-entropy, point-sampled mask BCE and dice). Each crop's targets are the masks of the classes present
+among its labelled pixels, background included: a crop without cropland has the background mask alone,
+so no crop has an empty target set (which is what crashes naive training with cropland as the only class).
+Ignored pixels belong to no target mask, as in Mask2Former's reference semantic-segmentation data
+pipeline; a crop with less than `min_labelled` of its pixels labelled is drawn again (bounded), and one
+with no labelled pixel is never used.
+
+**Schedule.** AdamW, linear warm-up then polynomial decay per step, gradient clipping; bf16 autocast on
+CUDA. Augmentation: flips, 90° rotations, brightness, per-channel gain and contrast jitter. Everything
+random about step `s` (which crops, their augmentation, the loss's point sampling) is seeded by
+(seed, s), so a resumed run ends where the uninterrupted one would.
+
+**Validation and checkpoints.** Every `val_every` steps: pixel IoU of cropland on a fixed set of crops from
+held-out blocks (`--val-labels`, or `val_fraction` of the blocks), then a checkpoint with the optimizer
+state beside it; `resume=True` continues after the last checkpointed step.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from mapper.config.models import StrictModel
+from mapper.labels.store import IGNORE, LabelError, image_file
+from mapper.models.training import (
+    TRAIN_STATE,
+    AugmentConfig,
+    check_resumable,
+    load_settings,
+    lr_factor,
+    optimizer_tensors,
+    restore_optimizer,
+    torch_device,
+)
+from mapper.seg.model import CHANNELS, CLASSES, build_model
+from mapper.world.conditions import COVERAGE_NAMES
+
+if TYPE_CHECKING:
+    from mapper.models.registry import ModelSpec
+
+log = logging.getLogger(__name__)
+
+SEGMENTED_COVERAGE = ("Planting", "Non-planting")
+
+
+class SegTrainConfig(StrictModel):
+    """Hyper-parameters of `mapper train seg` (YAML via --config; CLI options override)."""
+
+    arch: str = "seg-m2f-tiny"
+    steps: int = Field(2000, ge=1)
+    batch_size: int = Field(8, ge=1)
+    crop: int | None = Field(None, ge=32)  # crop size in px; default: the arch's window size
+    lr: float = Field(4e-4, gt=0)
+    weight_decay: float = Field(0.05, ge=0)
+    warmup_steps: int = Field(50, ge=0)
+    poly_power: float = Field(0.9, gt=0)
+    grad_clip: float = Field(1.0, gt=0)
+    coverage: list[str] = Field(default_factory=lambda: list(SEGMENTED_COVERAGE), min_length=1)
+    min_labelled: float = Field(0.5, gt=0, le=1)
+    augment: AugmentConfig = AugmentConfig(brightness=0.1, channel_gain=0.05, contrast=0.1)
+    val_fraction: float = Field(0.1, ge=0, lt=1)
+    val_every: int = Field(250, ge=1)
+    val_crops: int = Field(32, ge=1)
+    prefetch: int = Field(4, ge=1)
+    seed: int = 0
+
+    @field_validator("coverage")
+    @classmethod
+    def _known_coverage(cls, v):
+        bad = [c for c in v if c not in COVERAGE_NAMES]
+        if bad:
+            raise ValueError(f"unknown coverage type(s) {bad}; one of: {', '.join(COVERAGE_NAMES)}")
+        return v
+
+
+def load_seg_train_config(path: Path | str | None = None, **overrides) -> SegTrainConfig:
+    """SegTrainConfig from a YAML file (unknown keys are errors), with non-None overrides applied."""
+    return load_settings(SegTrainConfig, path, **overrides)
+
+
+# ---------------------------------------------------------------------------------------------- samples
+@dataclass(frozen=True)
+class SegSample:
+    """One image of a labelled block: where its image and mask are, and what label.json says of it."""
+
+    directory: Path
+    block_id: str
+    source: str
+    coverage: str | None
+    cropland_fraction: float | None
+    world_seed: int  # -1 for human labels
+
+
+def find_samples(roots: Sequence[Path | str], coverage: Sequence[str] | None = SEGMENTED_COVERAGE) -> list[SegSample]:
+    """The images under labelled-block roots whose coverage type is in `coverage` (None: every image),
+    from label.json alone. Incomplete blocks are skipped with a warning; none at all is a LabelError."""
+    from mapper.labels.store import block_dirs, is_complete, read_label_json
+
+    out: list[SegSample] = []
+    for root in roots:
+        dirs = block_dirs(root)
+        complete = [d for d in dirs if is_complete(d)]
+        if len(complete) < len(dirs):
+            log.warning("%d incomplete labelled block(s) under %s skipped", len(dirs) - len(complete), root)
+        for d in complete:
+            meta = read_label_json(d)
+            seed = int(meta.get("world", {}).get("seed", -1))
+            for source in meta["sources"]:
+                cov = meta.get("coverage", {}).get(source)
+                if coverage is None or cov in coverage:
+                    frac = meta.get("cropland_fraction")
+                    out.append(SegSample(d, meta["block"], source, cov, frac, seed))
+    if not out:
+        which = "any coverage" if coverage is None else f"coverage {', '.join(coverage)}"
+        raise LabelError(f"no labelled image of {which} under {', '.join(map(str, roots))}")
+    return out
+
+
+def split_samples(samples: list[SegSample], fraction: float, seed: int) -> tuple[list[SegSample], list[SegSample]]:
+    """(train, val): a random `fraction` of the blocks (all their images) is held out."""
+    blocks = sorted({s.block_id for s in samples})
+    n_val = round(fraction * len(blocks)) if len(blocks) > 1 else 0
+    if fraction <= 0 or n_val == 0:
+        return samples, []
+    held = set(np.random.default_rng([seed, 17]).choice(blocks, n_val, replace=False).tolist())
+    return [s for s in samples if s.block_id not in held], [s for s in samples if s.block_id in held]
+
+
+def read_crop(sample: SegSample, row: int, col: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rgb (S, S, 3) uint8, target (S, S) uint8 0/1/255) of a crop; pixels without imagery are IGNORE.
+    A crop reaching past the image's edge is padded with IGNORE."""
+    import rasterio
+    from rasterio.windows import Window
+
+    win = Window(col, row, size, size)
+    with rasterio.open(sample.directory / image_file(sample.source)) as src:
+        rgb = src.read(window=win, boundless=True, fill_value=0)
+        valid = src.read_masks(1, window=win, boundless=True) > 0
+    with rasterio.open(sample.directory / "mask.tif") as src:
+        target = src.read(1, window=win, boundless=True, fill_value=IGNORE)
+    target[~valid] = IGNORE
+    return np.moveaxis(rgb, 0, -1), target
+
+
+def _image_shape(sample: SegSample) -> tuple[int, int]:
+    import rasterio
+
+    with rasterio.open(sample.directory / image_file(sample.source)) as src:
+        return src.height, src.width
+
+
+class CropSampler:
+    """Random labelled crops of a list of samples (image shapes read once)."""
+
+    def __init__(self, samples: Sequence[SegSample], size: int, min_labelled: float, tries: int = 20):
+        self.samples = list(samples)
+        self.size, self.min_labelled, self.tries = size, min_labelled, tries
+        self.shapes = [_image_shape(s) for s in self.samples]
+
+    def crop(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        best = None
+        for _ in range(self.tries):
+            i = int(rng.integers(len(self.samples)))
+            h, w = self.shapes[i]
+            row = int(rng.integers(max(1, h - self.size + 1)))
+            col = int(rng.integers(max(1, w - self.size + 1)))
+            rgb, target = read_crop(self.samples[i], row, col, self.size)
+            labelled = float(np.mean(target != IGNORE))
+            if labelled >= self.min_labelled:
+                return rgb, target
+            if labelled > 0 and (best is None or labelled > best[0]):
+                best = (labelled, rgb, target)
+        if best is None:
+            raise LabelError(
+                f"no crop with labelled pixels found in {self.tries} draws; the labels are (nearly) all ignored"
+            )
+        return best[1], best[2]
+
+
+def augment_crop(rgb: np.ndarray, target: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig):
+    """Flips, 90° rotations and colour jitter of one crop; the target moves with the image."""
+    if cfg.flips and rng.random() < 0.5:
+        rgb, target = rgb[:, ::-1], target[:, ::-1]
+    if cfg.rot90:
+        k = int(rng.integers(4))
+        rgb, target = np.rot90(rgb, k), np.rot90(target, k)
+    x = rgb.astype(np.float32)
+    if cfg.brightness or cfg.channel_gain or cfg.contrast:
+        gain = 1 + rng.uniform(-cfg.brightness, cfg.brightness) + rng.uniform(-cfg.channel_gain, cfg.channel_gain, 3)
+        mean = x.reshape(-1, 3).mean(axis=0)
+        x = ((x - mean) * (1 + rng.uniform(-cfg.contrast, cfg.contrast)) + mean) * gain
+    return np.clip(x, 0, 255).astype(np.float32), np.ascontiguousarray(target)
+
+
+def crop_targets(target: np.ndarray):
+    """(masks (K, S, S) float32, classes (K,) int64) of the classes present among the labelled pixels."""
+    import torch
+
+    present = [c for c in range(len(CLASSES)) if (target == c).any()]
+    masks = torch.from_numpy(np.stack([(target == c) for c in present]).astype(np.float32))
+    return masks, torch.tensor(present, dtype=torch.int64)
+
+
+@dataclass
+class Batch:
+    step: int
+    x: Any  # (B, 3, S, S) float32 in [0, 255]
+    masks: list
+    classes: list
+
+
+def make_batch(sampler: CropSampler, step: int, cfg: SegTrainConfig) -> Batch:
+    import torch
+
+    rng = np.random.default_rng([cfg.seed, step])
+    xs, masks, classes = [], [], []
+    for _ in range(cfg.batch_size):
+        rgb, target = augment_crop(*sampler.crop(rng), rng, cfg.augment)
+        m, c = crop_targets(target)
+        xs.append(np.moveaxis(rgb, -1, 0))
+        masks.append(m)
+        classes.append(c)
+    return Batch(step, torch.from_numpy(np.stack(xs)), masks, classes)
+
+
+class Prefetcher:
+    """Batches for steps start, start+1, … made by a background thread, `depth` ahead of the loop."""
+
+    def __init__(self, make: Callable[[int], Batch], start: int, stop: int, depth: int):
+        self._q: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self.waited = 0.0
+        self._thread = threading.Thread(target=self._work, args=(make, start, stop), daemon=True)
+        self._thread.start()
+
+    def _work(self, make, start, stop):
+        for step in range(start, stop):
+            if self._stop.is_set():
+                return
+            try:
+                item = make(step)
+            except BaseException as e:  # handed to the loop, which re-raises it
+                item = e
+            while not self._stop.is_set():
+                try:
+                    self._q.put(item, timeout=0.5)
+                    break
+                except queue.Full:
+                    continue
+            if isinstance(item, BaseException):
+                return
+
+    def get(self) -> Batch:
+        t = time.perf_counter()
+        item = self._q.get()
+        self.waited += time.perf_counter() - t
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+# ---------------------------------------------------------------------------------------------- metrics
+def iou_counts(prob: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """[tp, fp, fn, tn] pixel counts of cropland (prob > 0.5) against a 0/1/255 target (255 ignored)."""
+    lab = target != IGNORE
+    pred = (prob > 0.5) & lab
+    truth = (target == 1) & lab
+    tp = int(np.count_nonzero(pred & truth))
+    fp = int(np.count_nonzero(pred & ~truth))
+    fn = int(np.count_nonzero(~pred & truth))
+    return np.array([tp, fp, fn, int(np.count_nonzero(lab)) - tp - fp - fn], np.int64)
+
+
+def pixel_metrics(counts: np.ndarray) -> dict:
+    """IoU, precision, recall, F1 and accuracy of cropland from pooled [tp, fp, fn, tn]."""
+    tp, fp, fn, tn = (int(v) for v in counts)
+
+    def ratio(a, b):
+        return a / b if b else None
+
+    return {
+        "iou": ratio(tp, tp + fp + fn),
+        "precision": ratio(tp, tp + fp),
+        "recall": ratio(tp, tp + fn),
+        "f1": ratio(2 * tp, 2 * tp + fp + fn),
+        "accuracy": ratio(tp + tn, tp + fp + fn + tn),
+        "pixels": tp + fp + fn + tn,
+        "counts": {"tp": tp, "fp": fp, "fn": fn, "tn": tn},
+    }
+
+
+def validation_crops(samples: Sequence[SegSample], n: int, size: int, seed: int) -> list[tuple]:
+    sampler = CropSampler(samples, size, min_labelled=0.5)
+    rng = np.random.default_rng([seed, 23])
+    return [sampler.crop(rng) for _ in range(n)]
+
+
+def crops_iou(segmenter, crops: Sequence[tuple], batch_size: int = 8) -> dict:
+    counts = np.zeros(4, np.int64)
+    for i in range(0, len(crops), batch_size):
+        rgb = np.stack([c[0] for c in crops[i : i + batch_size]])
+        prob = segmenter.window_probabilities(rgb)
+        for p, (_, target) in zip(prob, crops[i : i + batch_size], strict=True):
+            counts += iou_counts(p, target)
+    return pixel_metrics(counts)
+
+
+# ---------------------------------------------------------------------------------------------- training
+@dataclass
+class SegTrainResult:
+    checkpoint: Path
+    history: list[dict]
+    metrics: dict | None  # the last validation
+    seconds: float
+
+
+def check_output(out: Path | str, resume: bool, spec: ModelSpec, steps: int) -> None:
+    """Before any work: CheckpointError unless `out` is free (new run) or an unfinished segmentation run of
+    the same arch and input with steps left (resume)."""
+    check_resumable(out, resume, spec, "steps_done", steps, "steps")
+
+
+def channel_stats(sampler: CropSampler, seed: int, n: int = 32) -> tuple[tuple, tuple]:
+    """Per-channel mean and std in [0, 1] over the labelled pixels of n random crops."""
+    rng = np.random.default_rng([seed, 29])
+    px = []
+    for _ in range(n):
+        rgb, target = sampler.crop(rng)
+        px.append(rgb[target != IGNORE].astype(np.float64) / 255.0)
+    x = np.concatenate(px)
+    return tuple(float(v) for v in x.mean(axis=0)), tuple(float(max(v, 1e-3)) for v in x.std(axis=0))
+
+
+def _sample_info(samples: Sequence[SegSample]) -> dict:
+    import hashlib
+
+    keys = sorted(f"{s.block_id}/{s.source}" for s in samples)
+    return {
+        "images": len(samples),
+        "blocks": len({s.block_id for s in samples}),
+        "images_sha256": hashlib.sha256("\n".join(keys).encode()).hexdigest(),
+        "world_seeds": sorted({s.world_seed for s in samples if s.world_seed >= 0}),
+    }
+
+
+def train_seg(
+    train: Sequence[SegSample],
+    out: Path | str,
+    cfg: SegTrainConfig,
+    val: Sequence[SegSample] | None = None,
+    resume: bool = False,
+    device: str | None = None,
+    info: dict | None = None,
+    on_validate: Callable[[dict], None] | None = None,
+    spec: ModelSpec | None = None,
+) -> SegTrainResult:
+    """Train the segmentation network on `train` images, validating on `val`, checkpointing to `out`.
+
+    Without `resume`, an existing `out` is an error; with it, the run continues after its last checkpoint.
+    `spec` replaces the registry entry named by cfg.arch; `info` goes into checkpoint.json's training section."""
+    import torch
+    import transformers
+
+    from mapper.models.checkpoint import load_checkpoint, save_checkpoint
+    from mapper.models.registry import get_model_spec
+    from mapper.seg.predict import Segmenter
+
+    out = Path(out)
+    spec = spec or get_model_spec(cfg.arch, kind="segmentation")
+    crop = cfg.crop or spec.input.size
+    check_output(out, resume, spec, cfg.steps)
+    dev = torch_device(device)
+    t_start = time.perf_counter()
+    sampler = CropSampler(train, crop, cfg.min_labelled)
+    history: list[dict] = []
+    done, prior_seconds = 0, 0.0
+    if resume:
+        ckpt = load_checkpoint(out, kind="segmentation", expect_arch=spec.arch, load_extra=True)
+        meta, model = ckpt.meta, ckpt.model
+        training = meta.get("training", {})
+        done, history = int(training["steps_done"]), list(training.get("history", []))
+        prior_seconds = float(training.get("seconds", 0.0))
+        mean, std = tuple(meta["normalisation"]["mean"]), tuple(meta["normalisation"]["std"])
+        changed = {k: (training.get("config", {}).get(k), v) for k, v in cfg.model_dump().items()
+                   if training.get("config", {}).get(k) != v}  # fmt: skip
+        if changed:
+            log.warning("resuming %s with changed settings: %s", out, changed)
+    else:
+        torch.manual_seed(cfg.seed)
+        model = build_model(spec.arch)
+        mean, std = channel_stats(sampler, cfg.seed)
+    model.to(dev)
+    cuda = dev.type == "cuda"
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if resume:
+        restore_optimizer(opt, ckpt.extra[TRAIN_STATE], meta["training"]["optimizer_groups"])
+    segmenter = Segmenter(model, spec.input.size, spec.input.overlap, mean, std)
+    val_set = validation_crops(val, cfg.val_crops, crop, cfg.seed) if val else []
+    mean_t = torch.tensor(mean, device=dev).view(1, 3, 1, 1) * 255.0
+    std_t = torch.tensor(std, device=dev).view(1, 3, 1, 1) * 255.0
+    base_info = {
+        "arch_name": spec.name or cfg.arch,
+        "config": cfg.model_dump(),
+        "crop": crop,
+        "world_seeds": _sample_info(train)["world_seeds"],
+        "train": _sample_info(train),
+        "val": _sample_info(val) if val else None,
+        "device": dev.type,
+        "torch_version": torch.__version__,
+        "transformers_version": transformers.__version__,
+        **(info or {}),
+    }
+    prefetch = Prefetcher(lambda s: make_batch(sampler, s, cfg), done, cfg.steps, cfg.prefetch)
+    metrics, losses, t_block = None, [], time.perf_counter()
+    try:
+        for step in range(done, cfg.steps):
+            batch = prefetch.get()
+            for g in opt.param_groups:
+                g["lr"] = cfg.lr * lr_factor(step, cfg.steps, cfg.warmup_steps, cfg.poly_power)
+            torch.manual_seed(cfg.seed * 1_000_003 + step)  # the loss's point sampling
+            x = (batch.x.to(dev) - mean_t) / std_t
+            model.train()
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+                outputs = model(
+                    pixel_values=x,
+                    mask_labels=[m.to(dev) for m in batch.masks],
+                    class_labels=[c.to(dev) for c in batch.classes],
+                )
+            loss = outputs.loss
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"training diverged at step {step + 1}: loss {float(loss)}; lower --lr")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            losses.append(float(loss.detach()))
+            finished = step + 1 == cfg.steps
+            if (step + 1) % cfg.val_every and not finished:
+                continue
+            record = {
+                "step": step + 1,
+                "train_loss": float(np.mean(losses)),
+                "lr": opt.param_groups[0]["lr"],
+                "seconds": round(time.perf_counter() - t_block, 1),
+                "data_wait_seconds": round(prefetch.waited, 1),
+            }
+            if val_set:
+                metrics = crops_iou(segmenter, val_set)
+                record["val_iou"] = metrics["iou"]
+            history.append(record)
+            training = {
+                **base_info,
+                "steps": cfg.steps,
+                "steps_done": step + 1,
+                "complete": finished,
+                "history": history,
+                "metrics": metrics,
+                "seconds": round(prior_seconds + time.perf_counter() - t_start, 1),
+            }
+            opt_tensors, groups = optimizer_tensors(opt)
+            if not finished:
+                training["optimizer_groups"] = groups
+            ckpt_meta = {
+                "kind": "segmentation",
+                "name": spec.name or cfg.arch,
+                "arch": spec.arch,
+                "classes": list(CLASSES),
+                "normalisation": {"mean": list(mean), "std": list(std)},
+                "input": {"size": spec.input.size, "overlap": spec.input.overlap, "channels": list(CHANNELS)},
+                "training": training,
+            }
+            save_checkpoint(out, model, ckpt_meta, None if finished else {TRAIN_STATE: opt_tensors})
+            log.info("step %d/%d %s", step + 1, cfg.steps, json.dumps(record))
+            if on_validate is not None:
+                on_validate(record)
+            losses, t_block, prefetch.waited = [], time.perf_counter(), 0.0
+    finally:
+        prefetch.close()
+    return SegTrainResult(out, history, metrics, time.perf_counter() - t_start)
