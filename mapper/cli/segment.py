@@ -42,8 +42,8 @@ def _lonlat(text: str) -> tuple[float, float]:
 def segment(source_name, block_ids, points, province, max_blocks, mosaics, checkpoint, out, device, batch_size,
             quiet, config_files, world_seed):  # fmt: skip
     """Write one prediction GeoTIFF per block on the block's own grid: band 1 cropland (1/0, 255 where there is
-    no imagery), band 2 the cropland probability (scale 0.004). With --source they go to OUT/SOURCE/BLOCK.tif
-    (blocks already there are kept); with --mosaic to OUT/<mosaic name>.tif."""
+    no imagery), band 2 the cropland probability (scale 0.004). With --source they go to OUT/SOURCE/BLOCK.tif;
+    with --mosaic to OUT/<mosaic's folder>/<mosaic name>.tif. Predictions already written are kept."""
     from mapper.seg.predict import load_segmenter
 
     if bool(mosaics) == bool(source_name):
@@ -99,7 +99,9 @@ def _segment_jobs(jobs: list[tuple[Path, Callable]], segmenter, out: Path, quiet
 def _mosaic_jobs(paths, out: Path) -> list[tuple[Path, Callable]]:
     from mapper.imagery.mosaic import read_mosaic
 
-    return [(out / f"{p.stem}.tif", lambda p=p: read_mosaic(p)) for p in paths]
+    # OUT/<folder>/<name>.tif keeps both layouts apart: fetch's SOURCE/BLOCK.tif and labels' BLOCK/image_S.tif
+    jobs = [(out / p.resolve().parent.name / f"{p.stem}.tif", lambda p=p: read_mosaic(p)) for p in paths]
+    return [(path, make) for path, make in jobs if not path.exists()]  # written ones are kept: resumable
 
 
 def _source_jobs(config, name, block_ids, points, province, max_blocks, out: Path, opened: list) -> list:
