@@ -322,7 +322,8 @@ def test_segment_and_evaluate_commands(tmp_path, labels_root):
     r = runner.invoke(cli, ["segment", "--mosaic", str(labels_root / BLOCK.id / "image_a.tif"),
                             "--checkpoint", str(tmp_path / "ck"), "--out", str(tmp_path / "seg"), "-q"])  # fmt: skip
     assert r.exit_code == 0, r.output
-    with rasterio.open(tmp_path / "seg" / BLOCK.id / "image_a.tif") as p, rasterio.open(labels_root / BLOCK.id / "mask.tif") as m:
+    predicted = tmp_path / "seg" / BLOCK.id / "image_a.tif"
+    with rasterio.open(predicted) as p, rasterio.open(labels_root / BLOCK.id / "mask.tif") as m:
         assert p.transform == m.transform and p.crs == m.crs and p.count == 2
     r = runner.invoke(cli, ["evaluate", "seg", "--checkpoint", str(tmp_path / "ck"), "--labels", str(labels_root),
                             "--json", "--overlays", str(tmp_path / "ov"), "--n-overlays", "1"])  # fmt: skip

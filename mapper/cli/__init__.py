@@ -9,6 +9,7 @@ import click
 
 from mapper import __version__
 from mapper.cli.cache import cache
+from mapper.cli.decide import decide
 from mapper.cli.demo import demo
 from mapper.cli.evaluate import evaluate
 from mapper.cli.fetch import fetch
@@ -34,6 +35,7 @@ cli.add_command(cache)
 cli.add_command(labels)
 cli.add_command(train)
 cli.add_command(segment)
+cli.add_command(decide)
 cli.add_command(evaluate)
 
 

@@ -1,6 +1,8 @@
 """Exceptions that mean bad input from the user: shown as one line, not a traceback."""
 
 from mapper.config.models import ConfigError
+from mapper.decide.models import DecisionTableError
+from mapper.decide.table import TableError
 from mapper.features.terrain import DemError
 from mapper.grid.admin import UnknownProvinceError
 from mapper.imagery.mbtiles import CacheCorruptError
@@ -14,6 +16,8 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     LabelError,
     CheckpointError,
     DemError,
+    TableError,
+    DecisionTableError,
     FileNotFoundError,
     PermissionError,
 )

@@ -1,0 +1,106 @@
+"""The decision models together: out-of-fold semantic features, training both, and the integrated map's IoU."""
+
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from mapper.cli import cli
+from mapper.decide.models import CORRECTNESS, INTEGRATION
+from mapper.decide.pipeline import (
+    CORRECTNESS_FEATURES,
+    INTEGRATION_MODEL_FEATURES,
+    block_folds,
+    integrated_iou,
+    out_of_fold_semantics,
+    train_decision_models,
+    with_semantics,
+)
+from mapper.decide.table import INTEGRATION_FEATURES, write_table
+from tests.test_decide_table import BLOCK, SECOND, roots  # noqa: F401  (roots is a fixture)
+
+FAST = {"num_boost_round": 60}  # enough trees for these simple rules, and a quick test
+
+
+def synthetic_tables(n_blocks=120, seed=0):
+    """Tables whose labels follow two features: correctness from area_fraction and solidity_mean, the
+    integration choice from the two sources' area fractions."""
+    rng = np.random.default_rng(seed)
+    blocks = [f"{5000 + i}_2400" for i in range(n_blocks)]
+    rows = []
+    for b in blocks:
+        for s in ("a", "b"):
+            f = {k: rng.normal() for k in CORRECTNESS_FEATURES}
+            af, sol = rng.random(), rng.random()
+            f.update(area_fraction=af, solidity_mean=sol)
+            label = ("TN" if af < 0.2 else "TP" if sol > 0.5 else "FP" if af > 0.6
+                     else "Noise" if sol > 0.2 else "Artifact")  # fmt: skip
+            rows.append({"block_id": b, "source": s, **f, "label": label})
+    correctness = pd.DataFrame(rows)
+    irows = []
+    for b in blocks:
+        f = {k: rng.normal() for k in INTEGRATION_FEATURES}
+        a, bb = correctness[(correctness.block_id == b)].area_fraction
+        f.update(a_area_fraction=a, b_area_fraction=bb)
+        label = "Neither" if max(a, bb) < 0.2 else "Only A" if a - bb > 0.3 else "Only B" if bb - a > 0.3 else "Merge"
+        irows.append({"block_id": b, **f, "label": label})
+    return correctness, pd.DataFrame(irows)
+
+
+def test_folds_keep_blocks_together():
+    blocks = ["x", "x", "y", "y", "z", "z", "w", "w"]
+    folds = block_folds(blocks, 2, 0)
+    assert all(folds[i] == folds[i + 1] for i in range(0, 8, 2)) and set(folds) == {0, 1}
+
+
+def test_semantics_are_out_of_fold_and_join_by_block_and_source():
+    correctness, integration = synthetic_tables(60)
+    oof = out_of_fold_semantics(correctness, k=3, params=FAST)
+    assert set(oof) <= set(CORRECTNESS) and (oof == correctness["label"]).mean() > 0.7
+    joined = with_semantics(integration, correctness, correctness["label"])
+    first = correctness.iloc[0]
+    assert joined.loc[joined.block_id == first.block_id, "a_semantic"].item() == CORRECTNESS.index(first.label)
+
+
+def test_train_and_judge_on_other_tables(tmp_path):
+    train_c, train_i = synthetic_tables(120, seed=0)
+    metrics = train_decision_models(train_c, train_i, tmp_path / "models", params=FAST)
+    assert metrics["correctness"]["test"]["accuracy"] > 0.8
+    assert metrics["integration"]["features"] == list(INTEGRATION_MODEL_FEATURES)
+    for kind in ("correctness", "integration"):
+        assert (tmp_path / "models" / kind / "importance.png").stat().st_size > 10_000
+    test_c, _ = synthetic_tables(60, seed=1)
+    models_dir = tmp_path / "models"
+    from mapper.decide.models import evaluate, load
+
+    assert evaluate(load(models_dir / "correctness"), test_c)["accuracy"] > 0.8
+    assert set(load(models_dir / "integration").classes) == set(INTEGRATION)
+
+
+def test_integrated_iou_scores_the_chosen_final_masks(roots):  # noqa: F811
+    labels, preds = roots
+    # block 1: A exact, B empty; block 2: A misses its gap's field, B exact (see tests/test_decide_table.py)
+    chosen = integrated_iou({BLOCK.id: "Only A", SECOND.id: "Only B"}, labels, preds)
+    assert chosen["integrated"] == pytest.approx(1.0) and chosen["best choice"] == pytest.approx(1.0)
+    assert chosen["Only A"] < 1.0 and chosen["Only B"] < 1.0
+    worst = integrated_iou({BLOCK.id: "Neither", SECOND.id: "Neither"}, labels, preds)
+    assert worst["integrated"] == 0.0
+
+
+def test_decide_commands(tmp_path):
+    train_c, train_i = synthetic_tables(80)
+    tables = tmp_path / "tables"
+    train_c.attrs, train_i.attrs = {}, {}
+    runner = CliRunner()
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    for name, df in (("correctness", train_c), ("integration", train_i)):
+        gdf = gpd.GeoDataFrame(df, geometry=[box(0, 0, 1, 1)] * len(df), crs="EPSG:4326")
+        write_table(gdf, tables / f"{name}.parquet")
+    r = runner.invoke(cli, ["decide", "train", "--tables", str(tables), "--out", str(tmp_path / "m")])
+    assert r.exit_code == 0, r.output
+    assert "correctness" in r.output and (tmp_path / "m" / "integration" / "confusion.png").exists()
+    r = runner.invoke(cli, ["decide", "train", "--tables", str(tmp_path), "--out", str(tmp_path / "m2")])
+    assert r.exit_code == 2 and "correctness.parquet" in r.output
