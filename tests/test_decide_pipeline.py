@@ -11,14 +11,16 @@ from mapper.decide.models import CORRECTNESS, INTEGRATION
 from mapper.decide.pipeline import (
     CORRECTNESS_FEATURES,
     INTEGRATION_MODEL_FEATURES,
+    block_decisions,
     block_folds,
     integrated_iou,
     out_of_fold_semantics,
     train_decision_models,
     with_semantics,
+    write_final_masks,
 )
 from mapper.decide.table import INTEGRATION_FEATURES, write_table
-from tests.test_decide_table import BLOCK, SECOND, roots  # noqa: F401  (roots is a fixture)
+from tests.test_decide_table import BLOCK, SECOND, roots, tables  # noqa: F401  (fixtures)
 
 FAST = {"num_boost_round": 60}  # enough trees for these simple rules, and a quick test
 
@@ -90,7 +92,7 @@ def test_integrated_iou_scores_the_chosen_final_masks(roots):  # noqa: F811
 
 def test_decide_commands(tmp_path):
     train_c, train_i = synthetic_tables(80)
-    tables = tmp_path / "tables"
+    folder = tmp_path / "tables"
     train_c.attrs, train_i.attrs = {}, {}
     runner = CliRunner()
     import geopandas as gpd
@@ -98,9 +100,33 @@ def test_decide_commands(tmp_path):
 
     for name, df in (("correctness", train_c), ("integration", train_i)):
         gdf = gpd.GeoDataFrame(df, geometry=[box(0, 0, 1, 1)] * len(df), crs="EPSG:4326")
-        write_table(gdf, tables / f"{name}.parquet")
-    r = runner.invoke(cli, ["decide", "train", "--tables", str(tables), "--out", str(tmp_path / "m")])
+        write_table(gdf, folder / f"{name}.parquet")
+    r = runner.invoke(cli, ["decide", "train", "--tables", str(folder), "--out", str(tmp_path / "m")])
     assert r.exit_code == 0, r.output
     assert "correctness" in r.output and (tmp_path / "m" / "integration" / "confusion.png").exists()
     r = runner.invoke(cli, ["decide", "train", "--tables", str(tmp_path), "--out", str(tmp_path / "m2")])
     assert r.exit_code == 2 and "correctness.parquet" in r.output
+
+
+def test_block_decisions_and_final_masks(tmp_path, roots, tables):  # noqa: F811
+    import rasterio
+
+    from mapper.decide.truth import final_mask
+    from mapper.seg.predict import read_prediction
+
+    _, preds = roots
+    correctness, integration, _ = tables
+    train_c, train_i = synthetic_tables(60)
+    train_decision_models(train_c, train_i, tmp_path / "m", params=FAST)
+    decisions = block_decisions(tmp_path / "m", correctness, integration)
+    assert list(decisions["block_id"]) == [BLOCK.id, SECOND.id]
+    p = decisions[[f"p_{c.replace(' ', '_')}" for c in INTEGRATION]].to_numpy()
+    assert np.allclose(p.sum(axis=1), 1) and set(decisions["decision"]) <= set(INTEGRATION)
+    assert np.allclose(decisions[[f"a_p_{c}" for c in CORRECTNESS]].to_numpy().sum(axis=1), 1)
+    assert set(decisions["a_pred_semantic"]) <= set(CORRECTNESS)
+    paths = write_final_masks(decisions, preds, tmp_path / "masks")
+    for path, block, choice in zip(paths, (BLOCK, SECOND), decisions["decision"], strict=True):
+        a, b = (read_prediction(preds / block.id / f"image_{s}.tif")[0] for s in "ab")
+        with rasterio.open(path) as src:
+            assert src.transform == block.window().transform and src.tags()["MAPPER_DECISION"] == choice
+            assert (src.read(1) == final_mask(choice, a, b)).all()

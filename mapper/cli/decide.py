@@ -104,3 +104,26 @@ def evaluate(models, tables, labels, predictions, as_json):
     click.echo(f"{result['blocks']} blocks: correctness accuracy {result['correctness']['accuracy']:.3f}, "
                f"integration accuracy {result['integration']['accuracy']:.3f}")  # fmt: skip
     click.echo("pixel IoU: " + ", ".join(f"{k} {v:.4f}" for k, v in iou.items() if v is not None))
+
+
+@decide.command("apply", short_help="Decide every block of a table: block table and final masks.")
+@click.option("--models", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
+@tables_option
+@predictions_option
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+def apply(models, tables, predictions, out):
+    """Write OUT/blocks.parquet (one row per block: all features, both sources' predicted correctness with
+    probabilities, the integration decision with probabilities) and OUT/masks/<block>.tif, the final
+    cropland mask under each decision (Merge = union)."""
+    from mapper.decide.pipeline import block_decisions, write_final_masks
+    from mapper.store.atomic import atomic_path
+
+    correctness, integration = _read_tables(tables)
+    sources = tuple(correctness.attrs.get("mapper_table", {}).get("sources") or ("a", "b"))
+    decisions = block_decisions(models, correctness, integration, sources)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "blocks.parquet") as tmp:
+        decisions.to_parquet(tmp, index=False)
+    masks = write_final_masks(decisions, predictions, out / "masks", sources)
+    counts = decisions["decision"].value_counts().to_dict()
+    click.echo(f"{len(decisions)} blocks decided {counts} -> {out / 'blocks.parquet'}, {len(masks)} masks")

@@ -125,3 +125,54 @@ def to_json(obj) -> str:
     from mapper.decide.models import to_json as model_json
 
     return json.dumps(json.loads(model_json(obj)), indent=2)
+
+
+def block_decisions(models_dir: Path | str, correctness_df, integration_df, sources: Sequence[str] = ("a", "b")):
+    """One row per block (GeoDataFrame when the tables carry geometry): every feature of the integration table,
+    each source's predicted correctness class and class probabilities (`a_pred_semantic`, `a_p_TP`, …), and
+    the integration decision with its probabilities (`decision`, `p_Neither`, …). Truth-derived columns
+    (`label`, `truth_*`) are kept when present, for comparison."""
+    models_dir = Path(models_dir)
+    correctness: DecisionModel = load(models_dir / "correctness", "correctness")
+    integration: DecisionModel = load(models_dir / "integration", "integration")
+    c_proba = correctness.predict_proba(correctness_df)
+    semantic = np.asarray(correctness.classes, dtype=object)[c_proba.argmax(axis=1)]
+    out = with_semantics(integration_df, correctness_df, semantic, sources)
+    keyed = {(b, s): p for b, s, p in zip(correctness_df["block_id"], correctness_df["source"], c_proba, strict=True)}
+    for prefix, source in zip(("a", "b"), sources, strict=True):
+        probs = np.array([keyed.get((b, source), np.full(len(CORRECTNESS), np.nan)) for b in out["block_id"]])
+        out[f"{prefix}_pred_semantic"] = [CORRECTNESS[int(i)] if i == i else None for i in out[f"{prefix}_semantic"]]
+        for j, c in enumerate(correctness.classes):
+            out[f"{prefix}_p_{c}"] = probs[:, j]
+    i_proba = integration.predict_proba(out)
+    out["decision"] = np.asarray(integration.classes, dtype=object)[i_proba.argmax(axis=1)]
+    for j, c in enumerate(integration.classes):
+        out[f"p_{c.replace(' ', '_')}"] = i_proba[:, j]
+    return out
+
+
+def write_final_masks(decisions, predictions_root: Path | str, out_dir: Path | str,
+                      sources: Sequence[str] = ("a", "b")) -> list[Path]:  # fmt: skip
+    """The final cropland mask of each block under its decision (Merge = union; 255 where neither source has
+    imagery), as a uint8 GeoTIFF on the block's grid: out_dir/<block_id>.tif."""
+    import rasterio
+
+    from mapper.decide.truth import final_mask
+    from mapper.grid.blocks import Block
+    from mapper.imagery.mosaic import geotiff_profile
+    from mapper.seg.predict import read_prediction
+    from mapper.store.atomic import atomic_path
+
+    written = []
+    for block_id, choice in zip(decisions["block_id"], decisions["decision"], strict=True):
+        a, b = (read_prediction(Path(predictions_root) / block_id / f"image_{s}.tif")[0] for s in sources)
+        window = Block.parse(block_id).window()
+        profile = geotiff_profile(window, 1, "uint8", "zstd", 256, 1)
+        profile.update(nodata=255)
+        path = Path(out_dir) / f"{block_id}.tif"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+            dst.write(final_mask(choice, a, b), 1)
+            dst.update_tags(MAPPER_BLOCK=block_id, MAPPER_DECISION=choice)
+        written.append(path)
+    return written
