@@ -1,6 +1,8 @@
 """The decision models together: out-of-fold semantic features, training both, and the integrated map's IoU."""
 
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -130,3 +132,24 @@ def test_block_decisions_and_final_masks(tmp_path, roots, tables):  # noqa: F811
         with rasterio.open(path) as src:
             assert src.transform == block.window().transform and src.tags()["MAPPER_DECISION"] == choice
             assert (src.read(1) == final_mask(choice, a, b)).all()
+
+
+def test_table_evaluate_and_apply_commands(tmp_path, roots):  # noqa: F811
+    labels, preds = roots
+    runner = CliRunner()
+    r = runner.invoke(cli, ["decide", "table", "--labels", str(labels), "--predictions", str(preds),
+                            "--dem", "none", "--out", str(tmp_path / "t"), "-q"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "correctness: 4 rows" in r.output and "integration: 2 rows" in r.output
+    train_c, train_i = synthetic_tables(60)
+    train_decision_models(train_c, train_i, tmp_path / "m", params=FAST)
+    r = runner.invoke(cli, ["decide", "evaluate", "--models", str(tmp_path / "m"), "--tables", str(tmp_path / "t"),
+                            "--labels", str(labels), "--predictions", str(preds), "--json"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["blocks"] == 2 and set(out["pixel_iou"]) == {"Only A", "Only B", "integrated", "best choice"}
+    assert out["pixel_iou"]["best choice"] == pytest.approx(1.0)
+    r = runner.invoke(cli, ["decide", "apply", "--models", str(tmp_path / "m"), "--tables", str(tmp_path / "t"),
+                            "--predictions", str(preds), "--out", str(tmp_path / "out")])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "out" / "blocks.parquet").exists() and len(list((tmp_path / "out" / "masks").glob("*.tif"))) == 2
