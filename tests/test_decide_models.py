@@ -67,7 +67,7 @@ def report(table, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model(table) -> dm.DecisionModel:
-    return dm.fit(table, "correctness", None, FEATURES, params=FAST, seed=0)
+    return dm.DecisionModel.fit(table, "correctness", None, FEATURES, params=FAST, seed=0)
 
 
 def test_train_and_report_accuracy_importance_and_files(report, table):
@@ -105,7 +105,7 @@ def test_train_and_report_accuracy_importance_and_files(report, table):
 
 
 def test_fit_is_deterministic(table, model):
-    again = dm.fit(table, "correctness", None, FEATURES, params=FAST, seed=0)
+    again = dm.DecisionModel.fit(table, "correctness", None, FEATURES, params=FAST, seed=0)
     np.testing.assert_array_equal(again.predict_proba(table), model.predict_proba(table))
 
 
@@ -166,11 +166,12 @@ def test_unknown_labels_are_refused(table):
     bad.loc[bad.index[:3], "label"] = "Maybe"
     bad.loc[bad.index[3], "label"] = None
     with pytest.raises(ValueError, match=r"'<missing>', 'Maybe'.*allowed.*'Artifact'"):
-        dm.fit(bad, "correctness", None, FEATURES, params=FAST)
+        dm.DecisionModel.fit(bad, "correctness", None, FEATURES, params=FAST)
     with pytest.raises(ValueError, match="Only A"):
-        dm.fit(table, "integration", None, FEATURES, params=FAST)  # correctness labels in an integration fit
+        # correctness labels in an integration fit
+        dm.DecisionModel.fit(table, "integration", None, FEATURES, params=FAST)
     with pytest.raises(dm.DecisionTableError, match="at least two"):
-        dm.fit(table.assign(label="TP"), "correctness", None, FEATURES, params=FAST)
+        dm.DecisionModel.fit(table.assign(label="TP"), "correctness", None, FEATURES, params=FAST)
 
 
 def test_absent_class_gets_zero_probability(table, tmp_path):
@@ -178,7 +179,7 @@ def test_absent_class_gets_zero_probability(table, tmp_path):
     per_block["label"] = np.select(
         [per_block.area_frac < 0.3, per_block.solidity > 0.5], ["Neither", "Only A"], default="Merge"
     )
-    m = dm.fit(per_block, "integration", None, FEATURES, params=FAST)
+    m = dm.DecisionModel.fit(per_block, "integration", None, FEATURES, params=FAST)
     assert m.trained_classes == ("Neither", "Only A", "Merge") and m.meta["training"]["absent_classes"] == ["Only B"]
     p = m.predict_proba(per_block)
     assert p.shape == (len(per_block), 4)

@@ -71,12 +71,7 @@ def iqa(checkpoint, labels_roots, as_json, device, batch_size, workers):
         "world_seeds": data.world_seeds,
         "trained_on_world_seeds": sorted(trained_on),
     }
-    if overlap:
-        click.echo(
-            f"warning: the labels come from world seed(s) {overlap}, which the model was trained on; "
-            "the accuracy is not a held-out one",
-            err=True,
-        )
+    _warn_if_not_held_out(overlap, "accuracy")
     if as_json:
         click.echo(json.dumps(metrics, indent=2))
         return
@@ -155,12 +150,7 @@ def seg(checkpoint, labels_roots, max_images, coverage, overlays, n_overlays, as
         **metrics,
         "overlays": written,
     }
-    if overlap:
-        click.echo(
-            f"warning: the labels come from world seed(s) {overlap}, which the model was trained on; "
-            "the IoU is not a held-out one",
-            err=True,
-        )
+    _warn_if_not_held_out(overlap, "IoU")
     if as_json:
         click.echo(json.dumps(metrics, indent=2))
         return
@@ -172,3 +162,12 @@ def seg(checkpoint, labels_roots, max_images, coverage, overlays, n_overlays, as
         click.echo(f"  {cov:<14} IoU {m['iou'] if m['iou'] is None else round(m['iou'], 4)}  ({m['pixels']:,} px)")
     for p in written:
         click.echo(f"overlay: {p}")
+
+
+def _warn_if_not_held_out(seeds: list[int], what: str) -> None:
+    if seeds:
+        click.echo(
+            f"warning: the labels come from world seed(s) {seeds}, which the model was trained on; "
+            f"the {what} is not a held-out one",
+            err=True,
+        )

@@ -33,9 +33,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import shutil
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,8 +41,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mapper.models.checkpoint import CheckpointError, _fsync_dir, sha256_bytes
-from mapper.store.atomic import atomic_write_bytes
+from mapper.models.checkpoint import CheckpointError, sha256_bytes
+from mapper.store.atomic import atomic_directory, atomic_write_bytes
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -230,18 +227,6 @@ class DecisionModel:
     def predict(self, df: pd.DataFrame) -> np.ndarray:
         """Class name of each row (object array)."""
         return np.asarray(self.classes, dtype=object)[self.predict_proba(df).argmax(axis=1)]
-
-
-def fit(
-    df: pd.DataFrame,
-    kind: str,
-    classes: Sequence[str] | None,
-    features: Sequence[str],
-    params: Mapping[str, Any] | None = None,
-    seed: int = 0,
-) -> DecisionModel:
-    """`DecisionModel.fit` as a function."""
-    return DecisionModel.fit(df, kind, classes, features, params, seed)
 
 
 # ----------------------------------------------------------------------------------------------- split
@@ -537,27 +522,10 @@ def save(model: DecisionModel, directory: Path | str, extra_files: Mapping[str, 
         "xgboost_version": xgb.__version__,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = directory.parent / f".{directory.name}.{uuid.uuid4().hex}.tmp"
-    tmp.mkdir()
-    try:
+    with atomic_directory(directory) as tmp:
         for name, data in {MODEL_FILE: raw, **extra_files, META_FILE: to_json(meta).encode("utf-8")}.items():
             with open(tmp / name, "xb") as f:  # created by us, so with the user's umask
                 f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-        _fsync_dir(tmp)
-        old = None
-        if directory.exists():
-            old = directory.parent / f".{directory.name}.old-{uuid.uuid4().hex}"
-            os.replace(directory, old)
-        os.replace(tmp, directory)
-        _fsync_dir(directory.parent)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return directory
 
 
@@ -641,7 +609,7 @@ def train_and_report(
     if len(test_rows) == 0 or len(train_rows) == 0:
         raise DecisionTableError(f"too few blocks ({df[BLOCK_COLUMN].nunique()}) to hold out {test_fraction:.0%}")
     train, test = df.iloc[train_rows], df.iloc[test_rows]
-    model = fit(train, kind, classes, features, params, seed)
+    model = DecisionModel.fit(train, kind, classes, features, params, seed)
     evaluation = evaluate(model, test)
     importance = permutation_importance(model, test, n_repeats, seed)
     split = {

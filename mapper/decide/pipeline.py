@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mapper.decide.models import CORRECTNESS, DecisionModel, evaluate, fit, load, train_and_report
+from mapper.decide.models import CORRECTNESS, DecisionModel, evaluate, load, train_and_report
 from mapper.decide.table import INTEGRATION_FEATURES, SOURCE_FEATURES
 
 SEMANTIC_FEATURES = ("a_semantic", "b_semantic")
@@ -45,7 +45,7 @@ def out_of_fold_semantics(correctness_df, k: int = 5, seed: int = 0, params=None
         held = folds == f
         if not held.any():
             continue
-        model = fit(correctness_df[~held], "correctness", None, CORRECTNESS_FEATURES, params, seed)
+        model = DecisionModel.fit(correctness_df[~held], "correctness", None, CORRECTNESS_FEATURES, params, seed)
         out[held] = model.predict(correctness_df[held])
     return out
 

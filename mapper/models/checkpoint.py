@@ -20,9 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -78,19 +75,6 @@ def _tensors_for_file(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
     return {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # not every platform opens directories
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def save_checkpoint(
     directory: Path | str,
     model: torch.nn.Module,
@@ -103,6 +87,7 @@ def save_checkpoint(
     from safetensors.torch import save as to_safetensors
 
     from mapper import __version__
+    from mapper.store.atomic import atomic_directory
 
     def write(path: Path, tensors: dict) -> str:
         data = to_safetensors(_tensors_for_file(tensors), metadata={"format": FORMAT})
@@ -116,10 +101,7 @@ def save_checkpoint(
     if meta["kind"] not in KINDS:
         raise ValueError(f"checkpoint kind {meta['kind']!r} is not one of {', '.join(KINDS)}")
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = directory.parent / f".{directory.name}.{uuid.uuid4().hex}.tmp"
-    tmp.mkdir()
-    try:
+    with atomic_directory(directory) as tmp:
         weights_sha = write(tmp / WEIGHTS_FILE, model.state_dict())
         extra_files = {}
         for name, tensors in (extra_tensors or {}).items():
@@ -135,21 +117,6 @@ def save_checkpoint(
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         (tmp / META_FILE).write_text(json.dumps(full, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        for p in tmp.iterdir():
-            with open(p, "rb+") as f:
-                os.fsync(f.fileno())
-        _fsync_dir(tmp)
-        old = None
-        if directory.exists():
-            old = directory.parent / f".{directory.name}.old-{uuid.uuid4().hex}"
-            os.replace(directory, old)
-        os.replace(tmp, directory)
-        _fsync_dir(directory.parent)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return directory
 
 

@@ -1,12 +1,14 @@
 """Atomic file writes: write to a temporary name in the same directory, fsync, rename.
 
-A kill at any moment leaves either the old file or the new one, never half of one.
+A kill at any moment leaves either the old file or the new one, never half of one. `atomic_directory` does
+the same for a directory of files (a model checkpoint).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,3 +42,45 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> None:
 
 def atomic_write_text(path: Path | str, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def fsync_dir(path: Path) -> None:
+    """fsync a directory (its entries), where the platform allows opening one."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_directory(directory: Path | str) -> Iterator[Path]:
+    """Yield an empty temporary directory beside `directory`; on success its files are fsynced and it replaces
+    `directory`, on error it is removed. Replacing an existing directory takes two renames: a kill between
+    them leaves the old one as `.<name>.old-<id>` beside it (readers may point to it)."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = directory.parent / f".{directory.name}.{uuid.uuid4().hex}.tmp"
+    tmp.mkdir()
+    try:
+        yield tmp
+        for p in tmp.iterdir():
+            with open(p, "rb+") as f:
+                os.fsync(f.fileno())
+        fsync_dir(tmp)
+        old = None
+        if directory.exists():
+            old = directory.parent / f".{directory.name}.old-{uuid.uuid4().hex}"
+            os.replace(directory, old)
+        os.replace(tmp, directory)
+        fsync_dir(directory.parent)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
