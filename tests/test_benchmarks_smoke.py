@@ -166,3 +166,15 @@ def test_gpu_seg_peak_table():
     assert gpu_seg.peak_tflops("NVIDIA A100-SXM4-80GB") == 312.0 and gpu_seg.peak_tflops("NVIDIA L4") == 121.0
     assert gpu_seg.peak_tflops("NVIDIA L40S") == 366.5 and gpu_seg.peak_tflops("Some GPU") is None
     assert gpu_seg.windows_per_block(512, 128) == 42 and gpu_seg.windows_per_block(256, 64) == 156
+
+
+def test_pipeline_benchmark_runs(tmp_path):
+    from benchmarks import pipeline
+
+    dry = pipeline.bench_dry(False, tmp_path, region=("--province", "Macao"))
+    assert dry["blocks"] == dry["finished"] > 0 and dry["driver_rss_mib"] > 0 and dry["planning_s"] is not None
+    e2e = [{"executor": e, "blocks": 1, "wall_s": w, "driver_s": w - 1, "blocks_per_min": 60 / w,
+            "driver_rss_mib": 500.0, "segment_s": 5.0, "segment_busy": 0.5} for e, w in (("in-process", 20.0),
+                                                                                        ("ray", 30.0))]  # fmt: skip
+    lines = pipeline.report({"dry": [dry], "e2e": e2e}, run.machine_info())
+    assert any("Ray / in-process wall time: 1.50" in line for line in lines)

@@ -15,6 +15,7 @@ from mapper.cli.evaluate import evaluate
 from mapper.cli.fetch import fetch
 from mapper.cli.grid import grid
 from mapper.cli.labels import labels
+from mapper.cli.run import run
 from mapper.cli.segment import segment
 from mapper.cli.train import train
 
@@ -37,6 +38,7 @@ cli.add_command(train)
 cli.add_command(segment)
 cli.add_command(decide)
 cli.add_command(evaluate)
+cli.add_command(run)
 
 
 def main() -> None:

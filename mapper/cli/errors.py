@@ -8,6 +8,10 @@ from mapper.grid.admin import UnknownProvinceError
 from mapper.imagery.mbtiles import CacheCorruptError
 from mapper.labels.store import LabelError
 from mapper.models.checkpoint import CheckpointError
+from mapper.run.executor import ExecutorError
+from mapper.run.plan import RegionError
+from mapper.run.statistics import StatisticsError
+from mapper.store.run_store import RunStoreError
 
 USER_ERRORS: tuple[type[Exception], ...] = (
     ConfigError,
@@ -18,6 +22,10 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     DemError,
     TableError,
     DecisionTableError,
+    RunStoreError,
+    RegionError,
+    StatisticsError,
+    ExecutorError,
     FileNotFoundError,
     PermissionError,
 )

@@ -80,7 +80,10 @@ def describe_validation_error(err: ValidationError, paths=()) -> str:
     return "\n".join(lines)
 
 
+def resolved_config_yaml(config: MapperConfig) -> str:
+    """The resolved config as YAML. Tokens are never in it: configs hold variable names only."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
 def save_resolved_config(config: MapperConfig, path: Path) -> None:
-    """Write the resolved config as YAML. Tokens are never in it: configs hold variable names only."""
-    data = config.model_dump(mode="json")
-    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    atomic_write_text(path, resolved_config_yaml(config))

@@ -139,6 +139,35 @@ class WorldConfig(StrictModel):
     seed: int = Field(0, ge=0, description="World seed; a different seed is a held-out world.")
 
 
+class RunModelsConfig(StrictModel):
+    """The models of a run: packaged names or checkpoint directories."""
+
+    iqa: str = "iqa-default"
+    segmentation: str = "seg-default"
+    decisions: str = Field("decide-default", description="Directory with correctness/ and integration/ models.")
+
+
+class RunConfig(StrictModel):
+    """How `mapper run` works through a region's blocks."""
+
+    models: RunModelsConfig = RunModelsConfig()
+    dem: str = Field(
+        "auto",
+        description="Terrain source: 'auto' (the simulated world's DEM for world sources, none otherwise), "
+        "'none', or the path of an SRTM GeoTIFF/VRT covering the region.",
+    )
+    statistics: Path | None = Field(
+        None, description="A CSV of province,cropland_ha that overrides the packaged statistics."
+    )
+    max_attempts: int = Field(3, ge=1, le=20, description="Tries per block and stage before it is recorded as failed.")
+    blocks_in_flight: int = Field(16, ge=1, description="Blocks between fetch and final mask at once (bounds memory).")
+    fetch_workers: int = Field(2, ge=1, description="Fetch actors (each keeps its sources' HTTP connection pools).")
+    segment_workers: int | None = Field(None, ge=1, description="Segmentation actors (default: one per GPU, else 1).")
+    segment_batch_blocks: int = Field(2, ge=1, description="Block × source images per segmentation request.")
+    iqa_batch_blocks: int = Field(8, ge=1, description="Block × source images per IQA request.")
+    device: str | None = Field(None, description="torch device for the models (default: cuda when available).")
+
+
 class MapperConfig(StrictModel):
     zoom: int = Field(16, ge=10, le=19)
     sources: dict[str, SourceConfig]
@@ -148,6 +177,7 @@ class MapperConfig(StrictModel):
     cache: CacheConfig = CacheConfig()
     mosaic: MosaicConfig = MosaicConfig()
     world: WorldConfig = WorldConfig()
+    run: RunConfig = RunConfig()
 
     @model_validator(mode="after")
     def _sets_name_sources(self):

@@ -132,9 +132,21 @@ def block_decisions(models_dir: Path | str, correctness_df, integration_df, sour
     each source's predicted correctness class and class probabilities (`a_pred_semantic`, `a_p_TP`, …), and
     the integration decision with its probabilities (`decision`, `p_Neither`, …). Truth-derived columns
     (`label`, `truth_*`) are kept when present, for comparison."""
-    models_dir = Path(models_dir)
-    correctness: DecisionModel = load(models_dir / "correctness", "correctness")
-    integration: DecisionModel = load(models_dir / "integration", "integration")
+    correctness, integration = load_decision_models(models_dir)
+    return decide_blocks(correctness, integration, correctness_df, integration_df, sources)
+
+
+def load_decision_models(models_dir: Path | str) -> tuple[DecisionModel, DecisionModel]:
+    """(correctness, integration) of a models directory (`mapper decide train --out`) or a packaged name."""
+    from mapper.models.registry import resolve_checkpoint
+
+    models_dir = resolve_checkpoint(models_dir)
+    return load(models_dir / "correctness", "correctness"), load(models_dir / "integration", "integration")
+
+
+def decide_blocks(correctness: DecisionModel, integration: DecisionModel, correctness_df, integration_df,
+                  sources: Sequence[str] = ("a", "b")):  # fmt: skip
+    """`block_decisions` with the models already loaded (a pipeline worker loads them once)."""
     c_proba = correctness.predict_proba(correctness_df)
     semantic = np.asarray(correctness.classes, dtype=object)[c_proba.argmax(axis=1)]
     out = with_semantics(integration_df, correctness_df, semantic, sources)

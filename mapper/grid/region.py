@@ -3,12 +3,30 @@ prefectures each touches."""
 
 from __future__ import annotations
 
+import math
+
 import geopandas as gpd
 import numpy as np
 import shapely
 
 from mapper.grid.admin import Province, prefectures_frame
-from mapper.grid.blocks import BLOCK_DEG, Block, blocks_in_bounds
+from mapper.grid.blocks import BLOCK_DEG, CELLS_PER_DEGREE, Block, lonlat_to_block_index
+
+
+def _candidate_indices(west: float, south: float, east: float, north: float) -> tuple[np.ndarray, np.ndarray]:
+    """(ix, iy) of every block meeting the lon/lat box (as `blocks_in_bounds`), rows south to north."""
+    ix0, iy0 = (int(v) for v in lonlat_to_block_index(west, south))
+    ix1 = math.ceil(round((east + 180.0) * CELLS_PER_DEGREE, 9))
+    iy1 = math.ceil(round((north + 90.0) * CELLS_PER_DEGREE, 9))
+    iy, ix = np.mgrid[iy0 : max(iy1, iy0 + 1), ix0 : max(ix1, ix0 + 1)]
+    return ix.ravel().astype(np.int32), iy.ravel().astype(np.int32)
+
+
+def block_boxes(ix: np.ndarray, iy: np.ndarray) -> np.ndarray:
+    """Block polygons (EPSG:4326) of index arrays, built in one vectorised call."""
+    west = ix / CELLS_PER_DEGREE - 180.0
+    south = iy / CELLS_PER_DEGREE - 90.0
+    return shapely.box(west, south, (ix + 1) / CELLS_PER_DEGREE - 180.0, (iy + 1) / CELLS_PER_DEGREE - 90.0)
 
 
 def blocks_of_polygon(geometry) -> gpd.GeoDataFrame:
@@ -17,25 +35,27 @@ def blocks_of_polygon(geometry) -> gpd.GeoDataFrame:
     Fractions are ratios of areas in degrees²: within a 0.05° cell the cos(φ) scale varies by less than
     0.1 %, so the ratio equals the ground-area ratio to that precision.
     """
-    candidates = blocks_in_bounds(*geometry.bounds)
-    boxes = np.array([b.polygon for b in candidates])
+    ix, iy = _candidate_indices(*geometry.bounds)
+    boxes = block_boxes(ix, iy)
     shapely.prepare(geometry)
-    hits = shapely.intersects(geometry, boxes) & ~shapely.touches(geometry, boxes)
+    hits = shapely.intersects(geometry, boxes)
+    ix, iy, boxes = ix[hits], iy[hits], boxes[hits]
+    hits = ~shapely.touches(geometry, boxes)
+    ix, iy, boxes = ix[hits], iy[hits], boxes[hits]
     inside = shapely.contains_properly(geometry, boxes)
-    blocks = [b for b, h in zip(candidates, hits, strict=True) if h]
-    boxes, inside = boxes[hits], inside[hits]
-    frac = np.ones(len(blocks))
+    frac = np.ones(len(boxes))
     border = ~inside
     frac[border] = shapely.area(shapely.intersection(boxes[border], geometry)) / BLOCK_DEG**2
     keep = frac > 0  # zero-area intersections (shared edges only) are not in the region
+    ix, iy = ix[keep], iy[keep]
     return gpd.GeoDataFrame(
         {
-            "block_id": [b.id for b, k in zip(blocks, keep, strict=True) if k],
-            "ix": np.array([b.ix for b in blocks], dtype=np.int32)[keep],
-            "iy": np.array([b.iy for b in blocks], dtype=np.int32)[keep],
+            "block_id": [f"{x}_{y}" for x, y in zip(ix.tolist(), iy.tolist(), strict=True)],
+            "ix": ix,
+            "iy": iy,
             "frac_inside": np.clip(frac[keep], 0.0, 1.0),
         },
-        geometry=list(boxes[keep]),
+        geometry=boxes[keep],
         crs="EPSG:4326",
     )
 

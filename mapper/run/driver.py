@@ -1,0 +1,217 @@
+"""The driver: walks the planned blocks through the stages on an executor, recording every outcome in the run
+store. It alone writes the state database.
+
+Blocks are admitted in planning order, at most `blocks_in_flight` at a time, so memory and in-flight work stay
+flat however large the region. Ready work is dispatched downstream stages first (finishing blocks frees their
+slot). A failed item is retried up to `max_attempts` times, then recorded as failed with its error: the block
+stops there and the run goes on. On resume, every task recorded done is skipped: no finished work is redone.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from mapper.run.stages import BLOCK_STAGES, SOURCE_STAGES, STAGES
+from mapper.store.run_store import BLOCK_LEVEL, RunStore
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]  # (source or BLOCK_LEVEL, stage)
+
+
+@dataclass
+class BlockState:
+    block_id: str
+    done: dict[Key, dict] = field(default_factory=dict)
+    scheduled: set[Key] = field(default_factory=set)
+    failed: bool = False
+
+
+def ready_tasks(state: BlockState, sources) -> list[Key]:
+    """The block's tasks whose inputs are done and that are neither done nor scheduled."""
+    want: list[Key] = []
+    for s in sources:
+        if (s, "fetch") not in state.done:
+            want.append((s, "fetch"))
+        else:
+            want += [(s, "iqa"), (s, "segment")]
+    if all((s, st) in state.done for s in sources for st in SOURCE_STAGES):
+        previous = None
+        for stage in BLOCK_STAGES:
+            if previous is None or (BLOCK_LEVEL, previous) in state.done:
+                want.append((BLOCK_LEVEL, stage))
+            if (BLOCK_LEVEL, stage) not in state.done:
+                break
+            previous = stage
+    return [k for k in want if k not in state.done and k not in state.scheduled]
+
+
+def is_complete(state: BlockState) -> bool:
+    return (BLOCK_LEVEL, STAGES[-1]) in state.done
+
+
+def stage_item(state: BlockState, key: Key, sources) -> dict:
+    """The small item a worker gets: ids, plus the earlier results the stage needs."""
+    source, stage = key
+    item = {"block_id": state.block_id}
+    if stage in SOURCE_STAGES:
+        item["source"] = source
+    elif stage == "features":
+        item["iqa"] = {s: state.done[(s, "iqa")]["probs"] for s in sources}
+    elif stage == "decide":
+        item["features"] = state.done[(BLOCK_LEVEL, "features")]["features"]
+    elif stage == "final":
+        item["decision"] = state.done[(BLOCK_LEVEL, "decide")]["decision"]
+    return item
+
+
+@dataclass
+class DriverSettings:
+    max_attempts: int = 3
+    blocks_in_flight: int = 16
+    batch: dict = field(default_factory=lambda: {"iqa": 8, "segment": 2, "decide": 16})
+    poll_s: float = 0.5
+
+
+class Driver:
+    def __init__(self, store: RunStore, executor, sources, settings: DriverSettings, progress=None):
+        self.store = store
+        self.executor = executor
+        self.sources = tuple(sources)
+        self.settings = settings
+        self.progress = progress
+        self.active: dict[str, BlockState] = {}
+        self.queues: dict[str, deque[tuple[str, Key]]] = {s: deque() for s in STAGES}
+        self.in_flight: dict[object, tuple[str, list[tuple[str, Key]], float]] = {}
+        self.finished = 0
+        self.failed_blocks = 0
+        self._last_seq = 0
+        self._page: deque[tuple[int, str]] = deque()
+        self._exhausted = False
+
+    # ------------------------------------------------------------------------------------------ main loop
+    def run(self) -> dict:
+        while True:
+            self._admit()
+            self._dispatch()
+            if not self.in_flight and not any(self.queues.values()) and not self.active and self._exhausted:
+                break
+            outcomes = self.executor.wait(self.settings.poll_s)
+            if outcomes:
+                with self.store.transaction():  # one per round: fast, and atomic against a kill
+                    for ticket, outcome in outcomes:
+                        self._settle(ticket, outcome)
+            if self.progress:
+                self.progress.refresh()
+        return {"finished": self.finished, "failed": self.failed_blocks}
+
+    def _admit(self) -> None:
+        """Take blocks from the plan until `blocks_in_flight` are active (done blocks pass straight through)."""
+        while len(self.active) < self.settings.blocks_in_flight:
+            if not self._page:
+                if self._exhausted:
+                    return
+                page = self.store.blocks(self._last_seq, limit=2000)
+                if not page:
+                    self._exhausted = True
+                    return
+                self._last_seq = page[-1][0]
+                self._page.extend(page)
+                self._known = self.store.tasks_of([b for _, b in page])
+            _, block_id = self._page.popleft()
+            state = BlockState(block_id)
+            for t in self._known.pop(block_id, []):
+                if t.status == "done":
+                    state.done[(t.source, t.stage)] = t.result or {}
+                elif t.status == "failed":
+                    state.failed = True
+            if state.failed:
+                self.failed_blocks += 1
+                self._count_block(state, failed=True)
+                continue
+            if is_complete(state):
+                self.finished += 1
+                self._count_block(state)
+                continue
+            self.active[block_id] = state
+            self._enqueue(state)
+
+    def _enqueue(self, state: BlockState) -> None:
+        for key in ready_tasks(state, self.sources):
+            state.scheduled.add(key)
+            self.queues[key[1]].append((state.block_id, key))
+
+    def _dispatch(self) -> None:
+        for stage in reversed(STAGES):  # downstream first: finished blocks free their slots
+            queue = self.queues[stage]
+            size = self.settings.batch.get(stage, 1)
+            while queue and self.executor.capacity(stage) > 0:
+                batch = [queue.popleft() for _ in range(min(size, len(queue)))]
+                batch = [(b, key) for b, key in batch if not self._drop_if_failed(b, key)]
+                if not batch:
+                    continue
+                items = [stage_item(self.active[b], key, self.sources) for b, key in batch]
+                ticket = self.executor.submit(stage, items)
+                self.in_flight[ticket] = (stage, batch, time.perf_counter())
+
+    def _drop_if_failed(self, block_id: str, key: Key) -> bool:
+        """Queued work of a block that has failed meanwhile is dropped, not run."""
+        state = self.active[block_id]
+        if not state.failed:
+            return False
+        state.scheduled.discard(key)
+        self._close_failed(state)
+        return True
+
+    def _close_failed(self, state: BlockState) -> None:
+        if not state.scheduled:  # nothing of it still queued or running: done with, as failed
+            self.failed_blocks += 1
+            del self.active[state.block_id]
+            self._count_block(state, failed=True)
+
+    # ------------------------------------------------------------------------------------------ outcomes
+    def _settle(self, ticket, outcome) -> None:
+        stage, batch, _ = self.in_flight.pop(ticket)
+        if isinstance(outcome, BaseException):  # the whole batch was lost (a worker or node died)
+            log.warning("%s batch of %d failed: %s: %s", stage, len(batch), type(outcome).__name__, outcome)
+            outcome = [{"error": f"{type(outcome).__name__}: {outcome}"} for _ in batch]
+        for (block_id, key), result in zip(batch, outcome, strict=True):
+            self._record(self.active[block_id], key, dict(result))
+
+    def _record(self, state: BlockState, key: Key, result: dict) -> None:
+        source, stage = key
+        error = result.pop("error", None)
+        seconds = result.pop("seconds", None)
+        rec = self.store.record(state.block_id, source, stage, result=None if error else result, error=error,
+                                seconds=seconds, max_attempts=self.settings.max_attempts)  # fmt: skip
+        state.scheduled.discard(key)
+        if self.progress:
+            self.progress.task(stage, rec.status)
+        if rec.status == "done":
+            state.done[key] = result
+        elif rec.status == "retry":
+            log.info("retrying %s %s of block %s (attempt %d failed: %s)", stage, source, state.block_id,
+                     rec.attempts, error)  # fmt: skip
+            state.scheduled.add(key)
+            self.queues[stage].append((state.block_id, key))
+            return
+        else:
+            log.error("block %s: %s %s failed after %d attempts: %s", state.block_id, stage, source, rec.attempts,
+                      error)  # fmt: skip
+            state.failed = True
+        if state.failed:
+            self._close_failed(state)
+            return
+        if is_complete(state):
+            self.finished += 1
+            del self.active[state.block_id]
+            self._count_block(state)
+            return
+        self._enqueue(state)
+
+    def _count_block(self, state: BlockState, failed: bool = False) -> None:
+        if self.progress:
+            self.progress.block(failed)

@@ -1,0 +1,225 @@
+"""A run's outputs, rebuilt from the state database and the block files at the end of every session:
+
+    blocks.parquet              one row per planned block: status, features, decisions and probabilities, areas
+    map/cropland.vrt (+ .ovr)   the final map: a VRT of the blocks' COGs (final/BLOCK.tif), with overviews
+    polygons/<PCODE>_<name>.gpkg  cropland polygons per prefecture
+    area.csv, area_prefectures.csv  mapped cropland (true ground area, inside each unit) and the statistic, PCS
+    report/area_fraction.png, report/map_preview.png
+    summary.json
+
+**Areas.** Each block's final mask is measured in true ground m² inside each province and prefecture of the
+region, every pixel counted once (by its centre), so no border block is counted twice. When every planned
+block of a province is mapped the province's area is their sum; when only a sample is (--max-blocks) or some
+blocks failed, it is estimated as the mapped blocks' cropland share of their land inside the province times
+the province's area (labelled as an estimate, with the share of the province mapped).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from mapper.run.stages import RunContext, unit_frames
+from mapper.store.atomic import atomic_path, atomic_write_text
+from mapper.store.run_store import BLOCK_LEVEL, RunStore
+
+log = logging.getLogger("mapper.run")
+HA = 1e4
+
+
+def write_outputs(store: RunStore, ctx: RunContext, region, summary: dict) -> dict:
+    from mapper.run.maps import area_fraction_png, build_map_vrt, map_preview_png
+    from mapper.run.polygons import write_unit_geopackages
+
+    root = store.layout.root
+    units = unit_frames(ctx.units)
+    table = block_table(store, ctx)
+    write_geoparquet(table, root / "blocks.parquet")
+    done = table[table["status"] == "done"]["block_id"].tolist()
+    outputs = {"blocks": str(root / "blocks.parquet")}
+    if done:
+        outputs["map"] = str(build_map_vrt([store.layout.final(b) for b in done], root / "map" / "cropland.vrt"))
+        preview = map_preview_png(root / "map" / "cropland.vrt", root / "report" / "map_preview.png")
+        outputs["map_preview"] = str(preview)
+        paths = [store.layout.block_polygons(b) for b in done]
+        gpkgs = write_unit_geopackages(paths, root / "polygons", units["prefectures"])
+        outputs["polygons"] = [str(p) for p in gpkgs]
+    png = area_fraction_png(table, root / "report" / "area_fraction.png", region_geometry=region.geometry,
+                            units=units["prefectures"], title=_title(region, table))  # fmt: skip
+    outputs["area_fraction"] = str(png)
+    provinces = province_areas(store, ctx, region, table)
+    _write_csv(provinces, root / "area.csv")
+    _write_csv(prefecture_areas(store, units), root / "area_prefectures.csv")
+    outputs["area"] = str(root / "area.csv")
+    summary = {
+        **summary,
+        "region": region.name,
+        "run_dir": str(root),
+        "stage_seconds": store.stage_seconds(),
+        "provinces": provinces.to_dict("records"),
+        "failures": [f.__dict__ for f in store.failures() if f.status == "failed"],
+        "outputs": outputs,
+    }
+    summary["text"] = summary_text(summary)
+    atomic_write_text(root / "summary.json", json.dumps(summary, indent=1, default=_json_default))
+    return summary
+
+
+# ---------------------------------------------------------------------------------------------- block table
+def block_table(store: RunStore, ctx: RunContext):
+    """One row per planned block: where it is, how far it got, its features, decisions and areas."""
+    import geopandas as gpd
+    import pandas as pd
+
+    from mapper.grid.region import block_boxes
+
+    blocks = pd.DataFrame(list(store.block_rows()), columns=["block_id", "ix", "iy", "province", "frac_inside"])
+    rows = {b: {} for b in blocks["block_id"]}
+    for i, source in enumerate(ctx.sources):
+        prefix = "ab"[i]
+        for block_id, r in store.results("iqa", source):
+            rows[block_id][f"{prefix}_coverage"] = r.get("coverage")
+        for block_id, r in store.results("fetch", source):
+            rows[block_id][f"{prefix}_missing_tiles"] = r.get("missing_tiles")
+    for block_id, r in store.results("features"):
+        rows[block_id].update(r["features"])
+    for block_id, r in store.results("decide"):
+        rows[block_id].update(r)
+    for block_id, r in store.results("final"):
+        inside = r["region"] or r["provinces"]  # a country's region is its provinces
+        crop, land = np.array(list(inside.values()) or [[0.0, 0.0]]).sum(axis=0)
+        rows[block_id].update({"cropland_m2": crop, "land_m2": land, "cropland_fraction": crop / land if land else None,
+                               "polygons": r["polygons"], "status": "done"})  # fmt: skip
+    failed = {f.block_id for f in store.failures() if f.status == "failed"}
+    extra = pd.DataFrame([rows[b] for b in blocks["block_id"]], index=blocks.index)
+    table = pd.concat([blocks, extra], axis=1)
+    if "status" not in table:
+        table["status"] = None
+    table["status"] = [s if s == "done" else ("failed" if b in failed else "pending")
+                       for b, s in zip(table["block_id"], table["status"], strict=True)]  # fmt: skip
+    geometry = block_boxes(table["ix"].to_numpy(), table["iy"].to_numpy())
+    return gpd.GeoDataFrame(table, geometry=geometry, crs="EPSG:4326")
+
+
+def write_geoparquet(gdf, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        gdf.to_parquet(tmp, index=False)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- areas
+def _sum_units(store: RunStore, key: str) -> dict[str, np.ndarray]:
+    """{unit code: [cropland m², land m², blocks]} over the done blocks."""
+    totals: dict[str, np.ndarray] = {}
+    for _, r in store.results("final", BLOCK_LEVEL):
+        for code, (crop, land) in r[key].items():
+            t = totals.setdefault(code, np.zeros(3))
+            t += (crop, land, 1)
+    return totals
+
+
+def geodesic_area_m2(geometry) -> float:
+    from pyproj import Geod
+
+    return abs(Geod(ellps="WGS84").geometry_area_perimeter(geometry)[0])
+
+
+def province_areas(store: RunStore, ctx: RunContext, region, table):
+    """Per province of the region: mapped (or estimated) cropland, the statistic, PCS."""
+    import pandas as pd
+
+    from mapper.run.statistics import pcs, within_criterion
+
+    totals = _sum_units(store, "provinces")
+    rows = []
+    for province in region.provinces:
+        crop, land, _ = totals.get(province.pcode, np.zeros(3))
+        planned = int((table["province"] == province.name).sum())
+        in_region = store.meta("region_blocks_per_province", {}).get(province.name, planned)
+        done = int(((table["province"] == province.name) & (table["status"] == "done")).sum())
+        area = geodesic_area_m2(province.geometry)
+        covers = region.kind != "bbox" or region.geometry.contains(province.geometry)
+        complete = covers and done == in_region and in_region > 0
+        mapped = crop / HA if complete else (crop / land * area / HA if land > 0 and covers else None)
+        statistic = _statistic(ctx, province)
+        value = pcs(mapped, statistic) if covers else None
+        rows.append({
+            "province": province.name, "pcode": province.pcode, "region_covers_province": covers,
+            "mapped_cropland_ha": mapped, "estimate": not complete,
+            "mapped_share": land / area if area else None, "blocks_done": done, "blocks_planned": planned,
+            "blocks_in_province": in_region,
+            "cropland_ha_in_mapped_blocks": crop / HA,
+            "statistic_ha": statistic.hectares, "statistic_source": statistic.source, "statistic_year": statistic.year,
+            "statistic_note": statistic.note, "pcs": value, "within_10pct": within_criterion(value),
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def prefecture_areas(store: RunStore, units: dict):
+    import pandas as pd
+
+    totals = _sum_units(store, "prefectures")
+    frame = units["prefectures"]
+    rows = []
+    for code, name in zip(frame["code"], frame["name"], strict=True):
+        crop, land, blocks = totals.get(code, np.zeros(3))
+        rows.append({"prefecture": name, "code": code, "cropland_ha_in_mapped_blocks": crop / HA,
+                     "land_ha_mapped": land / HA, "blocks_done": int(blocks)})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _statistic(ctx: RunContext, province):
+    """A user table when it names the province; else the simulated world's own statistic for world sources;
+    else the official one (TNLS, 1996 survey, or none)."""
+    from mapper.config.models import WorldSourceConfig
+    from mapper.run.statistics import official_statistic, read_user_statistics, world_statistic
+
+    config = ctx.mapper_config()
+    if config.run.statistics is not None:
+        user = read_user_statistics(config.run.statistics)
+        if province.name in user:
+            return user[province.name]
+    if all(isinstance(config.sources[s], WorldSourceConfig) for s in ctx.sources):
+        return world_statistic(config.world.seed, province)
+    return official_statistic(province)
+
+
+def _write_csv(df, path: Path) -> None:
+    atomic_write_text(path, df.to_csv(index=False))
+
+
+# ---------------------------------------------------------------------------------------------- summary
+def _title(region, table) -> str:
+    return f"{region.name}: cropland area fraction"
+
+
+def summary_text(s: dict) -> str:
+    lines = [f"{s['region']}: {s['finished']} of {s['blocks']} blocks mapped, {s['failed']} failed, "
+             f"in {s['seconds']:.0f} s -> {s['run_dir']}"]  # fmt: skip
+    for p in s["provinces"]:
+        mapped = p["mapped_cropland_ha"]
+        what = "estimated" if p["estimate"] else "mapped"
+        if not p["region_covers_province"]:
+            area = f"{p['cropland_ha_in_mapped_blocks']:,.0f} ha in the mapped blocks (the region covers part of it)"
+        else:
+            area = f"{mapped:,.0f} ha {what}" if mapped is not None else "no area (no block of it mapped)"
+        stat = f"{p['statistic_ha']:,.0f} ha ({p['statistic_source']})" if p["statistic_ha"] else p["statistic_source"]
+        pcs = f", PCS {p['pcs']:.3f}" if p["pcs"] is not None else ""
+        lines.append(f"  {p['province']}: cropland {area}; statistic {stat}{pcs}")
+    for key in ("map", "blocks", "area", "area_fraction", "map_preview"):
+        if key in s["outputs"]:
+            lines.append(f"  {key}: {s['outputs'][key]}")
+    if s["outputs"].get("polygons"):
+        lines.append(f"  polygons: {len(s['outputs']['polygons'])} GeoPackage(s) in {Path(s['run_dir']) / 'polygons'}")
+    for f in s["failures"][:10]:
+        lines.append(f"  failed: block {f['block_id']} {f['stage']} {f['source']}: {f['error']}")
+    return "\n".join(lines)
+
+
+def _json_default(v):
+    if isinstance(v, np.generic):
+        return v.item()
+    return str(v)

@@ -1,0 +1,386 @@
+"""The block stages of a run, as workers: each loads what it needs once (sources, a model, the DEM) and is then
+called with batches of small items (block ids, source names, earlier stages' small results), never pixels.
+
+    fetch → iqa ┐
+          → segment ┴→ features → decide → final
+
+A worker writes its files into the run directory (atomically) and returns one small JSON-able result per
+item: a dict, or `{"error": "..."}` for an item that failed — one bad block never fails its batch. The
+same worker classes run in-process and inside Ray actors (mapper.pipelines), so both give the same outputs.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import traceback
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mapper.store.run_store import RunLayout
+
+log = logging.getLogger(__name__)
+
+SOURCE_STAGES = ("fetch", "iqa", "segment")
+BLOCK_STAGES = ("features", "decide", "final")
+STAGES = (*SOURCE_STAGES, *BLOCK_STAGES)
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every worker needs to know about the run (picklable: it travels to Ray actors)."""
+
+    config: dict  # MapperConfig.model_dump(mode="json")
+    root: str
+    sources: tuple[str, str]
+    units: dict  # {"provinces": [pcode, ...], "prefectures": [pcode, ...], "region": WKT of the region}
+
+    @property
+    def layout(self) -> RunLayout:
+        return RunLayout(Path(self.root))
+
+    def mapper_config(self):
+        from mapper.config.models import MapperConfig
+
+        return MapperConfig.model_validate(self.config)
+
+
+def _error(e: BaseException) -> dict:
+    """An item's failure as recorded in the state database (type, message, where)."""
+    where = traceback.extract_tb(e.__traceback__)[-1:] if e.__traceback__ else []
+    loc = f" ({Path(where[0].filename).name}:{where[0].lineno})" if where else ""
+    return {"error": f"{type(e).__name__}: {e}{loc}"}
+
+
+def _timed(fn, item) -> dict:
+    t0 = time.perf_counter()
+    try:
+        out = fn(item)
+    except Exception as e:  # recorded per item; the batch and the run go on
+        log.warning("%s %s failed: %s", type(fn).__name__, item.get("block_id"), e)
+        out = _error(e)
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+class Worker:
+    """Base: `__call__(items)` maps `one(item)` over a batch, catching per-item errors."""
+
+    def __init__(self, ctx: RunContext):
+        self.ctx = ctx
+        self.layout = ctx.layout
+
+    def __call__(self, items: Sequence[dict]) -> list[dict]:
+        return [_timed(self.one, item) for item in items]
+
+    def one(self, item: dict) -> dict:
+        raise NotImplementedError
+
+    def mosaics(self, items: Sequence[dict], out: list) -> Iterator[tuple[int, object]]:
+        """(index, mosaic) of the items' block mosaics; an unreadable one fails its item only (in `out`)."""
+        from mapper.imagery.mosaic import read_mosaic
+
+        for i, item in enumerate(items):
+            try:
+                mosaic = read_mosaic(self.layout.mosaic(item["source"], item["block_id"]))
+            except Exception as e:
+                out[i] = _error(e)
+                continue
+            yield i, mosaic
+
+
+def _per_item_seconds(out: list[dict], t0: float) -> list[dict]:
+    """A batch's results with its time shared evenly among its items."""
+    seconds = (time.perf_counter() - t0) / max(len(out), 1)
+    return [{**o, "seconds": seconds} for o in out]
+
+
+# ---------------------------------------------------------------------------------------------- fetch
+class Fetcher(Worker):
+    """Block mosaics from the tile sources (each source opened once: its connection pool and cache)."""
+
+    def __init__(self, ctx: RunContext):
+        super().__init__(ctx)
+        self.config = ctx.mapper_config()
+        self.sources: dict = {}
+
+    def _source(self, name: str):
+        if name not in self.sources:
+            from mapper.imagery.sources import open_source
+
+            self.sources[name] = open_source(name, self.config)
+        return self.sources[name]
+
+    def one(self, item: dict) -> dict:
+        from mapper.grid.blocks import Block
+        from mapper.imagery.mosaic import mosaic_block, write_mosaic
+
+        block_id, source = item["block_id"], item["source"]
+        mosaic = mosaic_block(self._source(source), Block.parse(block_id), self.config.zoom)
+        write_mosaic(mosaic, self.layout.mosaic(source, block_id), **self.config.mosaic.model_dump())
+        return {"valid_fraction": float(mosaic.valid.mean()), "missing_tiles": len(mosaic.missing_tiles)}
+
+    def close(self) -> None:
+        for s in self.sources.values():
+            s.close()
+
+
+# ---------------------------------------------------------------------------------------------- iqa
+class Assessor(Worker):
+    """Image quality: the coverage type of each block × source (ResNet), a batch of images at a time."""
+
+    def __init__(self, ctx: RunContext):
+        super().__init__(ctx)
+        from mapper.iqa.model import load_coverage_model
+
+        cfg = ctx.mapper_config().run
+        self.model = load_coverage_model(cfg.models.iqa, device=cfg.device)
+
+    def __call__(self, items: Sequence[dict]) -> list[dict]:
+        from mapper.iqa.model import predict_coverage
+
+        t0 = time.perf_counter()
+        out: list[dict | None] = [None] * len(items)
+        pairs = list(self.mosaics(items, out))
+        for (i, _), (name, probs) in zip(pairs, predict_coverage(self.model, [m for _, m in pairs]), strict=True):
+            out[i] = {"coverage": name, "probs": dict(zip(self.model.classes, map(float, probs), strict=True))}
+        return _per_item_seconds(out, t0)
+
+
+# ---------------------------------------------------------------------------------------------- segment
+class SegmentWorker(Worker):
+    """Mask2Former cropland masks; windows of all the batch's images share network batches."""
+
+    def __init__(self, ctx: RunContext):
+        super().__init__(ctx)
+        from mapper.seg.predict import load_segmenter
+
+        cfg = ctx.mapper_config().run
+        self.segmenter = load_segmenter(cfg.models.segmentation, device=cfg.device)
+
+    def __call__(self, items: Sequence[dict]) -> list[dict]:
+        from mapper.seg.predict import write_prediction
+
+        t0 = time.perf_counter()
+        out: list[dict | None] = [None] * len(items)
+        loaded = {}
+
+        def readable():
+            for i, mosaic in self.mosaics(items, out):
+                loaded[i] = mosaic
+                yield i, mosaic
+
+        for i, result in self.segmenter.predict(readable()):
+            item, mosaic = items[i], loaded.pop(i)
+            try:
+                write_prediction(result, mosaic.window, self.layout.mask(item["source"], item["block_id"]),
+                                 block_id=item["block_id"])  # fmt: skip
+                mask = result.mask
+                valid = mask != 255
+                out[i] = {
+                    "windows": int(result.windows_run),
+                    "cropland_fraction": float((mask == 1).sum() / valid.sum()) if valid.any() else 0.0,
+                }
+            except Exception as e:
+                out[i] = _error(e)
+        return _per_item_seconds(out, t0)
+
+
+# ---------------------------------------------------------------------------------------------- features
+class FeatureWorker(Worker):
+    """The block's decision features: region properties and image quality of both sources, their consistency,
+    the IQA probabilities, and the terrain medians."""
+
+    def __init__(self, ctx: RunContext):
+        super().__init__(ctx)
+        self.config = ctx.mapper_config()
+        self.terrain = _terrain_function(self.config, ctx.sources)
+
+    def one(self, item: dict) -> dict:
+        from mapper.decide.table import SOURCE_FEATURES, image_features
+        from mapper.grid.blocks import Block
+        from mapper.imagery.mosaic import read_mosaic
+        from mapper.seg.predict import read_prediction
+
+        block = Block.parse(item["block_id"])
+        window = block.window(self.config.zoom)
+        masks = [read_prediction(self.layout.mask(s, block.id))[0] for s in self.ctx.sources]
+        row: dict = {}
+        for prefix, source, mask, other in zip(("a", "b"), self.ctx.sources, masks, masks[::-1], strict=True):
+            mosaic = read_mosaic(self.layout.mosaic(source, block.id))
+            probs = item["iqa"][source]
+            feats = image_features(mask, mosaic, probs, window, other)
+            row.update({f"{prefix}_{k}": _jsonable(feats[k]) for k in SOURCE_FEATURES})
+        row.update({k: _jsonable(v) for k, v in self.terrain(block).items()})
+        return {"features": row}
+
+
+def _terrain_function(config, sources: Sequence[str]):
+    """Block -> TERRAIN record, as `run.dem` says ('auto': the world's DEM for world sources, else none)."""
+    from mapper.config.models import WorldSourceConfig
+    from mapper.decide.table import _terrain_record, missing_terrain
+
+    dem = config.run.dem
+    if dem == "auto":
+        dem = "world" if all(isinstance(config.sources[s], WorldSourceConfig) for s in sources) else "none"
+    if dem == "none":
+        return lambda block: missing_terrain()
+    if dem == "world":
+        from mapper.features.terrain import world_block_terrain
+        from mapper.world.world import get_world
+
+        world = get_world(config.world.seed)
+        return lambda block: _terrain_record(world_block_terrain(world, block))
+    from mapper.features.terrain import block_terrain, open_dem
+
+    src = open_dem(dem)  # kept open for the worker's life
+    return lambda block: _terrain_record(block_terrain(src, block.bounds))
+
+
+def _jsonable(v):
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None  # JSON has no NaN; None reads back as a missing value
+    return v
+
+
+# ---------------------------------------------------------------------------------------------- decide
+class Decider(Worker):
+    """Semantic correctness of each source and the integration choice, for a batch of blocks' features."""
+
+    def __init__(self, ctx: RunContext):
+        super().__init__(ctx)
+        from mapper.decide.pipeline import load_decision_models
+
+        self.correctness, self.integration = load_decision_models(ctx.mapper_config().run.models.decisions)
+
+    def __call__(self, items: Sequence[dict]) -> list[dict]:
+        t0 = time.perf_counter()
+        try:
+            out = self._decide(items)
+        except Exception as e:  # the batch's rows are recorded failed together; each is retried
+            out = [_error(e) for _ in items]
+        return _per_item_seconds(out, t0)
+
+    def _decide(self, items: Sequence[dict]) -> list[dict]:
+        from mapper.decide.pipeline import decide_blocks
+
+        correctness_df, integration_df = decision_frames([(i["block_id"], i["features"]) for i in items])
+        decided = decide_blocks(self.correctness, self.integration, correctness_df, integration_df)
+        classes = [f"{p}_p_{c}" for p in ("a", "b") for c in self.correctness.classes]
+        choices = [f"p_{c.replace(' ', '_')}" for c in self.integration.classes]
+        keep = ["a_pred_semantic", "b_pred_semantic", *classes, "decision", *choices]
+        return [{k: _jsonable(row[k]) for k in keep} for row in decided[keep].to_dict("records")]
+
+
+def decision_frames(rows: Sequence[tuple[str, dict]]):
+    """(correctness_df, integration_df) of blocks' feature rows {a_*, b_*, terrain}, as the models take them."""
+    import pandas as pd
+
+    from mapper.decide.table import INTEGRATION_FEATURES, SOURCE_FEATURES
+
+    integration = pd.DataFrame([{"block_id": b, **{k: f.get(k) for k in INTEGRATION_FEATURES}} for b, f in rows])
+    integration = integration.astype({k: "float64" for k in INTEGRATION_FEATURES if k != "terrain_missing"})
+    integration["terrain_missing"] = integration["terrain_missing"].astype(bool)
+    per_source = []
+    for prefix in ("a", "b"):
+        part = pd.DataFrame({"block_id": integration["block_id"], "source": prefix})
+        for k in SOURCE_FEATURES:
+            part[k] = integration[f"{prefix}_{k}"].to_numpy()
+        per_source.append(part)
+    return pd.concat(per_source, ignore_index=True), integration
+
+
+# ---------------------------------------------------------------------------------------------- final
+class Finisher(Worker):
+    """The final mask of a block under its decision (a COG), its cropland area in true m² inside each province
+    and prefecture of the region (each pixel counted once, by its centre), and its cropland polygons."""
+
+    def __init__(self, ctx: RunContext):
+        super().__init__(ctx)
+        self.config = ctx.mapper_config()
+        self.units = unit_frames(ctx.units)
+
+    def one(self, item: dict) -> dict:
+        from mapper.decide.truth import final_mask
+        from mapper.grid.blocks import Block
+        from mapper.run.areas import cropland_by_unit, unit_areas_m2, unit_labels
+        from mapper.run.maps import write_block_cog
+        from mapper.run.polygons import block_polygons, write_block_polygons
+        from mapper.seg.predict import read_prediction
+
+        block = Block.parse(item["block_id"])
+        window = block.window(self.config.zoom)
+        a, b = (read_prediction(self.layout.mask(s, block.id))[0] for s in self.ctx.sources)
+        final = final_mask(item["decision"], a, b)
+        write_block_cog(final, window, self.layout.final(block.id), block_id=block.id,
+                        tags={"MAPPER_DECISION": item["decision"]})  # fmt: skip
+        out = {"decision": item["decision"]}
+        for kind in ("region", "provinces", "prefectures"):
+            units = self.units[kind]
+            near = units[units.intersects(block.polygon)]
+            labels = unit_labels(window, list(near.geometry))
+            crop = cropland_by_unit(final, window, labels, len(near))
+            land = unit_areas_m2(window, labels, len(near))
+            out[kind] = {code: [float(c), float(t)] for code, c, t in zip(near["code"], crop, land, strict=True)}
+        prefectures = self.units["prefectures"]
+        near = prefectures[prefectures.intersects(block.polygon)]
+        polygons = block_polygons(final == 1, window, block.id, units=near[["code", "name", "geometry"]])
+        write_block_polygons(polygons, self.layout.block_polygons(block.id))
+        valid = final != 255
+        out["polygons"] = len(polygons)
+        out["valid_fraction"] = float(valid.mean())
+        out["cropland_fraction"] = float((final == 1).sum() / valid.sum()) if valid.any() else None
+        return out
+
+
+def unit_frames(spec: dict) -> dict:
+    """GeoDataFrames (code, name, geometry) of the region itself (none for a country: its provinces are it),
+    its provinces and its prefectures."""
+    import geopandas as gpd
+    import shapely
+
+    from mapper.grid.admin import prefectures_frame, provinces_frame
+
+    provs = provinces_frame()
+    provs = provs[provs["ADM1_PCODE"].isin(spec["provinces"])]
+    prefs = prefectures_frame()
+    prefs = prefs[prefs["ADM2_PCODE"].isin(spec["prefectures"])]
+    region = spec["region"]
+    if region["kind"] == "bbox":
+        region_geoms = [shapely.box(*region["bounds"])]
+    elif region["kind"] == "province":
+        region_geoms = list(provs.geometry)
+    else:
+        region_geoms = []
+
+    def frame(codes, names, geoms):
+        return gpd.GeoDataFrame({"code": list(codes), "name": list(names)}, geometry=list(geoms), crs="EPSG:4326")
+
+    return {
+        "region": frame(["region"] * len(region_geoms), [spec.get("name", "region")] * len(region_geoms), region_geoms),
+        "provinces": frame(provs["ADM1_PCODE"], provs["name"], provs.geometry),
+        "prefectures": frame(prefs["ADM2_PCODE"], prefs["ADM2_EN"], prefs.geometry),
+    }
+
+
+class NoopWorker(Worker):
+    """A trivial stage for dry runs: measures planning and scheduling alone (no files, no models)."""
+
+    def one(self, item: dict) -> dict:
+        return {"decision": "Neither"} if "features" in item else {"probs": {}, "features": {}}
+
+
+WORKERS = {
+    "fetch": Fetcher,
+    "iqa": Assessor,
+    "segment": SegmentWorker,
+    "features": FeatureWorker,
+    "decide": Decider,
+    "final": Finisher,
+}

@@ -1,0 +1,129 @@
+"""The run's stages as Ray actor pools (the executor interface of mapper.run.executor).
+
+One pool of long-lived actors per stage; each actor builds its worker once (sources and their connection
+pools, a model on its GPU, the DEM) and then takes batches of small items — block ids, source names, earlier
+results — never pixels: mosaics and masks go through the shared run directory. The segmentation and IQA pools
+get a GPU per actor (a share for IQA) when the cluster has GPUs, and CPUs otherwise. Each actor holds at most
+`depth` batches, so the work in flight is bounded by the pools, whatever the size of the region.
+
+Actors are restarted by Ray after a crash or the loss of their node (max_restarts=-1); the batches they held
+fail with RayActorError and the driver retries them (bounded by run.max_attempts), so a lost node costs time,
+not blocks.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import ray
+
+from mapper.run.executor import ExecutorError, check_reachable
+from mapper.run.stages import STAGES, WORKERS, NoopWorker, RunContext
+
+log = logging.getLogger(__name__)
+
+
+class StageActor:
+    """Holds one stage's worker; `run(items)` is one batch."""
+
+    def __init__(self, stage: str, ctx: RunContext, dry_run: bool):
+        self.worker = (NoopWorker if dry_run else WORKERS[stage])(ctx)
+
+    def run(self, items: list[dict]) -> list[dict]:
+        return self.worker(items)
+
+    def node_id(self) -> str:
+        """The node this actor runs on (for tests and diagnostics)."""
+        return ray.get_runtime_context().get_node_id()
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    size: int
+    num_cpus: float
+    num_gpus: float = 0.0
+
+
+def pool_specs(run_cfg, cpus: float, gpus: float, node_cpus: float | None = None) -> dict[str, PoolSpec]:
+    """Actors and resources per stage. Light stages take CPU shares, so that on a small machine the pools
+    still fit beside the segmentation actor(s), which take whole CPUs (or one GPU each) — never more than
+    one node has, less one for the light actors that may share it."""
+    gpu_count = int(gpus)
+    seg_workers = run_cfg.segment_workers or (gpu_count if gpu_count else 1)
+    light = {"fetch": (run_cfg.fetch_workers, 0.1), "iqa": (1, 0.1), "features": (max(1, int(cpus // 4)), 0.2),
+             "decide": (1, 0.05), "final": (max(1, int(cpus // 4)), 0.2)}  # fmt: skip
+    specs = {stage: PoolSpec(n, c) for stage, (n, c) in light.items()}
+    if gpu_count:
+        specs["iqa"] = PoolSpec(1, 0.1, 0.25)
+        specs["segment"] = PoolSpec(seg_workers, 1.0, 1.0)
+        return specs
+    spare = cpus - sum(s.size * s.num_cpus for s in specs.values())
+    per_actor = max(1, int(spare // seg_workers))
+    if node_cpus is not None:
+        per_actor = max(1, min(per_actor, int(node_cpus) - 1))
+    specs["segment"] = PoolSpec(seg_workers, float(per_actor) if spare >= 1 else max(spare, 0.1))
+    return specs
+
+
+class RayExecutor:
+    def __init__(self, ctx: RunContext, address: str | None = None, dry_run: bool = False, depth: int = 2):
+        self.started_ray = False
+        if not ray.is_initialized():
+            if address:
+                check_reachable(address)
+            try:
+                ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            except ConnectionError as e:
+                raise ExecutorError(f"cannot join the Ray cluster at --address {address}: {e}") from None
+            self.started_ray = True
+        resources = ray.cluster_resources()
+        node_cpus = max((n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n["Alive"]), default=None)
+        self.specs = pool_specs(
+            ctx.mapper_config().run, resources.get("CPU", 1.0), resources.get("GPU", 0.0), node_cpus
+        )
+        log.info("ray pools: %s", {s: (p.size, p.num_cpus, p.num_gpus) for s, p in self.specs.items()})
+        self.depth = depth
+        remote = ray.remote(StageActor)
+        self.pools: dict[str, list] = {}
+        for stage in STAGES:
+            spec = self.specs[stage]
+            opts = {"num_cpus": spec.num_cpus, "num_gpus": spec.num_gpus, "max_restarts": -1, "max_task_retries": 0}
+            self.pools[stage] = [remote.options(**opts).remote(stage, ctx, dry_run) for _ in range(spec.size)]
+        self.load = {(stage, i): 0 for stage, pool in self.pools.items() for i in range(len(pool))}
+        self.refs: dict = {}  # ref -> (stage, actor index)
+
+    def capacity(self, stage: str) -> int:
+        return sum(self.depth - self.load[(stage, i)] for i in range(len(self.pools[stage])))
+
+    def submit(self, stage: str, items: list[dict]):
+        i = min(range(len(self.pools[stage])), key=lambda j: self.load[(stage, j)])
+        ref = self.pools[stage][i].run.remote(items)
+        self.load[(stage, i)] += 1
+        self.refs[ref] = (stage, i)
+        return ref
+
+    def wait(self, timeout: float | None = None) -> list:
+        if not self.refs:
+            return []
+        ready, _ = ray.wait(list(self.refs), num_returns=1, timeout=timeout)
+        if not ready:
+            return []
+        ready, _ = ray.wait(list(self.refs), num_returns=len(self.refs), timeout=0)
+        out = []
+        for ref in ready:
+            stage, i = self.refs.pop(ref)
+            self.load[(stage, i)] -= 1
+            try:
+                out.append((ref, ray.get(ref)))
+            except (ray.exceptions.RayError, OSError) as e:  # actor or node lost, or the batch raised: retried
+                out.append((ref, e))
+        return out
+
+    def close(self) -> None:
+        for pool in self.pools.values():
+            for actor in pool:
+                ray.kill(actor)
+        self.pools.clear()
+        if self.started_ray:
+            ray.shutdown()
