@@ -14,6 +14,7 @@ not blocks.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 
 import ray
@@ -28,6 +29,8 @@ class StageActor:
     """Holds one stage's worker; `run(items)` is one batch."""
 
     def __init__(self, stage: str, ctx: RunContext, dry_run: bool):
+        if stage in MODEL_STAGES and not ray.get_gpu_ids():
+            _use_the_nodes_cpus(ctx)
         self.worker = (NoopWorker if dry_run else WORKERS[stage])(ctx)
 
     def run(self, items: list[dict]) -> list[dict]:
@@ -36,6 +39,18 @@ class StageActor:
     def node_id(self) -> str:
         """The node this actor runs on (for tests and diagnostics)."""
         return ray.get_runtime_context().get_node_id()
+
+
+MODEL_STAGES = ("iqa", "segment")
+
+
+def _use_the_nodes_cpus(ctx: RunContext) -> None:
+    """Ray gives an actor OMP_NUM_THREADS = its CPU share (1 here); a model on a CPU node should use the node's
+    cores, as it does in-process (run.torch_threads, when set, wins)."""
+    import torch
+
+    threads = ctx.config.get("run", {}).get("torch_threads") or len(os.sched_getaffinity(0))
+    torch.set_num_threads(threads)
 
 
 @dataclass(frozen=True)

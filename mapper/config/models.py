@@ -166,6 +166,10 @@ class RunConfig(StrictModel):
     segment_batch_blocks: int = Field(2, ge=1, description="Block × source images per segmentation request.")
     iqa_batch_blocks: int = Field(8, ge=1, description="Block × source images per IQA request.")
     device: str | None = Field(None, description="torch device for the models (default: cuda when available).")
+    torch_threads: int | None = Field(
+        None, ge=1, description="torch threads of the model stages on CPUs (default: all of the machine's or node's "
+        "CPUs). Float sums depend on it in the last bits: runs to be compared bit for bit should use one value.",
+    )
 
 
 class MapperConfig(StrictModel):

@@ -31,8 +31,9 @@ HA = 1e4
 
 
 def write_outputs(store: RunStore, ctx: RunContext, region, summary: dict) -> dict:
-    from mapper.run.maps import area_fraction_png, build_map_vrt, map_preview_png
-    from mapper.run.polygons import write_unit_geopackages
+    import rasterio
+
+    from mapper.run.maps import area_fraction_png
 
     root = store.layout.root
     units = unit_frames(ctx.units)
@@ -41,12 +42,8 @@ def write_outputs(store: RunStore, ctx: RunContext, region, summary: dict) -> di
     done = table[table["status"] == "done"]["block_id"].tolist()
     outputs = {"blocks": str(root / "blocks.parquet")}
     if done:
-        outputs["map"] = str(build_map_vrt([store.layout.final(b) for b in done], root / "map" / "cropland.vrt"))
-        preview = map_preview_png(root / "map" / "cropland.vrt", root / "report" / "map_preview.png")
-        outputs["map_preview"] = str(preview)
-        paths = [store.layout.block_polygons(b) for b in done]
-        gpkgs = write_unit_geopackages(paths, root / "polygons", units["prefectures"])
-        outputs["polygons"] = [str(p) for p in gpkgs]
+        with rasterio.Env(GDAL_CACHEMAX=256):  # MB; GDAL's default (5 % of RAM) would grow the driver for nothing
+            outputs.update(_map_outputs(store, root, done, units))
     png = area_fraction_png(table, root / "report" / "area_fraction.png", region_geometry=region.geometry,
                             units=units["prefectures"], title=_title(region, table))  # fmt: skip
     outputs["area_fraction"] = str(png)
@@ -66,6 +63,20 @@ def write_outputs(store: RunStore, ctx: RunContext, region, summary: dict) -> di
     summary["text"] = summary_text(summary)
     atomic_write_text(root / "summary.json", json.dumps(summary, indent=1, default=_json_default))
     return summary
+
+
+def _map_outputs(store: RunStore, root: Path, done: list[str], units: dict) -> dict:
+    """The map VRT over the done blocks' COGs, its preview, and the polygons per prefecture."""
+    from mapper.run.maps import build_map_vrt, map_preview_png
+    from mapper.run.polygons import write_unit_geopackages
+
+    # No VRT-level overviews: GDAL builds them by reading the whole extent at full resolution (minutes for a
+    # sparse sample spread over a province); zoomed-out reads of the VRT use each block COG's own overviews.
+    vrt = build_map_vrt([store.layout.final(b) for b in done], root / "map" / "cropland.vrt", overviews=False)
+    preview = map_preview_png(vrt, root / "report" / "map_preview.png")
+    paths = [store.layout.block_polygons(b) for b in done]
+    gpkgs = write_unit_geopackages(paths, root / "polygons", units["prefectures"])
+    return {"map": str(vrt), "map_preview": str(preview), "polygons": [str(p) for p in gpkgs]}
 
 
 # ---------------------------------------------------------------------------------------------- block table

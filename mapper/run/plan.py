@@ -124,7 +124,7 @@ def region_units(region: Region) -> dict:
 
 # ---------------------------------------------------------------------------------------------- identity
 _PERFORMANCE_KEYS = ("blocks_in_flight", "fetch_workers", "segment_workers", "segment_batch_blocks",
-                     "iqa_batch_blocks", "device")  # fmt: skip
+                     "iqa_batch_blocks", "device", "torch_threads")  # fmt: skip
 
 
 def outcome_config(config) -> dict:

@@ -93,6 +93,14 @@ class Worker:
             yield i, mosaic
 
 
+def set_torch_threads(n: int | None) -> None:
+    """torch's intra-op threads for this process's models (None: leave torch's default)."""
+    if n is not None:
+        import torch
+
+        torch.set_num_threads(n)
+
+
 def _per_item_seconds(out: list[dict], t0: float) -> list[dict]:
     """A batch's results with its time shared evenly among its items."""
     seconds = (time.perf_counter() - t0) / max(len(out), 1)
@@ -138,6 +146,7 @@ class Assessor(Worker):
         from mapper.iqa.model import load_coverage_model
 
         cfg = ctx.mapper_config().run
+        set_torch_threads(cfg.torch_threads)
         self.model = load_coverage_model(cfg.models.iqa, device=cfg.device)
 
     def __call__(self, items: Sequence[dict]) -> list[dict]:
@@ -160,6 +169,7 @@ class SegmentWorker(Worker):
         from mapper.seg.predict import load_segmenter
 
         cfg = ctx.mapper_config().run
+        set_torch_threads(cfg.torch_threads)
         self.segmenter = load_segmenter(cfg.models.segmentation, device=cfg.device)
 
     def __call__(self, items: Sequence[dict]) -> list[dict]:
