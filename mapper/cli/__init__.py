@@ -18,6 +18,7 @@ from mapper.cli.labels import labels
 from mapper.cli.run import run
 from mapper.cli.segment import segment
 from mapper.cli.train import train
+from mapper.cli.validate import validate
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -39,6 +40,7 @@ cli.add_command(segment)
 cli.add_command(decide)
 cli.add_command(evaluate)
 cli.add_command(run)
+cli.add_command(validate)
 
 
 def main() -> None:

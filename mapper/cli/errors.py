@@ -12,6 +12,7 @@ from mapper.run.executor import ExecutorError
 from mapper.run.plan import RegionError
 from mapper.run.statistics import StatisticsError
 from mapper.store.run_store import RunStoreError
+from mapper.validation.validate import ValidationInputError
 
 USER_ERRORS: tuple[type[Exception], ...] = (
     ConfigError,
@@ -26,6 +27,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     RegionError,
     StatisticsError,
     ExecutorError,
+    ValidationInputError,
     FileNotFoundError,
     PermissionError,
 )

@@ -1,0 +1,148 @@
+"""Three-level validation of a finished run (DESIGN.md §8; CropLayer paper Sect. 3.2.3-3.2.4, 4.2.3, 4.2.5).
+
+    validate_run(run_dir, labels=None, statistics=None, extra_rounds=0) -> dict     the whole report
+    stop_verdict(iou, semantic_correctness, pcs, extra_rounds=0) -> dict             the active-learning stop
+    pixel_counts(pred, truth, row_areas) / pixel_metrics(counts)                     area-weighted IoU parts
+    format_text(report) -> str                                                       the short readable table
+
+This module puts the report together; each part is documented in its own module:
+
+    run_data.py    the run directory, read-only, and what is missing from it
+    truth.py       the truth: labelled blocks (--labels), else the simulated world's
+    pixels.py      1. pixel level: IoU, precision, recall in true ground area
+    semantic.py    2. block level: the semantic correctness rate, from the truth or the correctness model
+    blocks.py      the one pass over the done blocks that scores levels 1 and 2
+    provinces.py   3. province level: mapped cropland against a reference area (PCS)
+    stop.py        4. the active-learning stop verdict per province
+    text.py        the readable summary
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+from mapper.validation.blocks import evaluate_blocks
+from mapper.validation.errors import ValidationInputError
+from mapper.validation.pixels import pixel_counts, pixel_metrics, pixel_section
+from mapper.validation.provinces import prefecture_sections, province_comparison, province_sections
+from mapper.validation.run_data import RunData, open_run
+from mapper.validation.semantic import final_coverage, final_model_class, semantic_section
+from mapper.validation.stop import STOP_THRESHOLDS, stop_verdict
+from mapper.validation.text import format_text
+from mapper.validation.truth import LabelSet
+
+__all__ = [  # the public names, importable from here as before the split
+    "STOP_THRESHOLDS",
+    "RunData",
+    "ValidationInputError",
+    "final_coverage",
+    "final_model_class",
+    "format_text",
+    "open_run",
+    "pixel_counts",
+    "pixel_metrics",
+    "province_comparison",
+    "stop_verdict",
+    "validate_run",
+]
+
+
+def validate_run(
+    run_dir: Path | str,
+    labels: Path | str | None = None,
+    statistics: Path | str | None = None,
+    extra_rounds: int = 0,
+    progress: bool = False,
+    write: bool = True,
+) -> dict:
+    """The three-level validation of a run directory (see the module docstrings), as a JSON-ready dict with the
+    keys pixel_iou, semantic_correctness, provinces, prefectures, blocks, missing, run. With `write` it is
+    also saved atomically as RUN_DIR/validation.json (`written` names the file, or `write_error` says why not)."""
+    from mapper.run.statistics import read_user_statistics
+
+    if extra_rounds < 0:
+        raise ValidationInputError(f"--extra-rounds {extra_rounds}: give the number of extra rounds, 0 or more")
+    user_stats = read_user_statistics(statistics) if statistics is not None else None  # StatisticsError names rows
+    run = open_run(run_dir)
+    try:
+        report = _build_report(run, labels, user_stats, extra_rounds, progress)
+    finally:
+        run.close()
+    report = _clean(report)
+    if write:
+        _write_report(report, Path(run_dir) / "validation.json")
+    return report
+
+
+def _build_report(run: RunData, labels: Path | str | None, user_stats, extra_rounds: int, progress: bool) -> dict:
+    from mapper.run.plan import region_units
+    from mapper.run.stages import unit_frames
+
+    units = unit_frames(region_units(run.region))
+    seed = run.world_seed
+    label_set = LabelSet(Path(labels), run) if labels is not None else None
+    if label_set is not None:
+        truth_label = f"labels {Path(labels)}"
+    else:
+        truth_label = f"world seed {seed}" if seed is not None else None
+    evaluation = evaluate_blocks(run, label_set, seed, units, progress)
+    pixel = pixel_section(evaluation.overall, run.maps, truth_label)
+    if label_set is not None:
+        pixel["labels"] = label_set.summary()
+    missing = {**run.missing, "files": run.missing["files"] + evaluation.problems}
+    unit_truth = evaluation.unit_truth
+    report = {
+        "run": _run_summary(run),
+        "complete": not (missing["blocks_pending"] or missing["blocks_failed"] or missing["files"]),
+        "missing": missing,
+        "thresholds": dict(STOP_THRESHOLDS),
+        "extra_rounds": int(extra_rounds),
+        "pixel_iou": pixel,
+        "semantic_correctness": semantic_section(evaluation.overall, run.maps, truth_label),
+        "provinces": province_sections(run, evaluation.per_province, unit_truth, user_stats, extra_rounds, truth_label),
+        "prefectures": prefecture_sections(run, unit_truth, units),
+        "blocks": evaluation.records,
+    }
+    if unit_truth is None:
+        report["prefectures_note"] = "official statistics are per province; prefectures are compared in world runs"
+    return report
+
+
+def _run_summary(run: RunData) -> dict:
+    return {
+        "dir": str(run.root),
+        "region": run.region.name,
+        "region_kind": run.region.kind,
+        "sources": run.sources,
+        "world_seed": run.identity.get("world_seed"),
+        "max_blocks": run.identity.get("max_blocks"),
+        "blocks_planned": len(run.rows),
+        "blocks_done": len(run.done),
+    }
+
+
+def _write_report(report: dict, path: Path) -> None:
+    """Save the report atomically; `written` names the file, or `write_error` says why not."""
+    from mapper.store.atomic import atomic_write_text
+
+    try:
+        atomic_write_text(path, json.dumps(report, indent=1, ensure_ascii=False) + "\n")
+        report["written"] = str(path)
+    except OSError as e:
+        report["write_error"] = f"cannot write {path}: {e.strerror or e}"
+
+
+def _clean(obj):
+    """JSON-ready: numpy scalars to Python, NaN and infinities to None, tuples to lists."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
