@@ -17,6 +17,7 @@ from mapper.grid.blocks import Block
 from mapper.imagery.tilegrid import PixelWindow
 from mapper.run.maps import (
     area_fraction_png,
+    block_gallery_png,
     build_map_vrt,
     map_preview_png,
     overview_factors,
@@ -228,3 +229,33 @@ def test_area_fraction_png_from_geometry_only(tmp_path):
     assert imread(out).shape[2] in (3, 4)
     with pytest.raises(ValueError, match="no column"):
         area_fraction_png(frame, tmp_path / "bad.png")
+
+
+def test_sparse_sample_blocks_are_drawn_enlarged(tmp_path):
+    """Eight blocks of a province are one image pixel each: they are drawn as squares too, and said so."""
+    from mapper.grid.admin import resolve_province
+    from mapper.grid.region import province_blocks
+
+    province = resolve_province("Guangdong")
+    blocks = province_blocks(province).iloc[::800].copy()
+    blocks["cropland_fraction"] = 0.9
+    out = area_fraction_png(blocks, tmp_path / "sample.png", region_geometry=province.geometry)
+    image = imread(out)[..., :3]
+    green = (image[..., 1] > image[..., 0] + 0.2) & (image[..., 1] > image[..., 2] + 0.2)
+    assert green.sum() > len(blocks) * 30  # squares of dozens of pixels, not single pixels
+
+
+def test_block_gallery_shows_blocks_and_leaves_out_missing_files(tmp_path):
+    from mapper.imagery.mosaic import BlockMosaic, write_mosaic
+
+    window = grid_window(0, 0, 300, 260)
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 255, (*window.shape, 3), dtype=np.uint8)
+    write_mosaic(BlockMosaic(window, rgb, np.ones(window.shape, bool), {}, "5866_2262"), tmp_path / "m.tif")
+    write_block_cog(random_map(window.shape, 2), window, tmp_path / "f.tif", block_id="5866_2262")
+    panels = [{"mosaic": tmp_path / "m.tif", "final": tmp_path / "f.tif", "title": "5866_2262: Only A"},
+              {"mosaic": tmp_path / "absent.tif", "final": tmp_path / "f.tif", "title": "gone"}]  # fmt: skip
+    out = block_gallery_png(panels, tmp_path / "blocks.png")
+    assert imread(out).shape[0] > 200 and no_temporaries(tmp_path)
+    with pytest.raises(ValueError, match="no block"):
+        block_gallery_png(panels[1:], tmp_path / "none.png")

@@ -105,7 +105,7 @@ def test_a_run_leaves_a_map_polygons_table_areas_and_pngs(reference):
     assert row["cropland_ha_in_mapped_blocks"] == pytest.approx(cropland, rel=1e-9)
     polygons = pd.concat([gpd.read_file(p) for p in (reference / "polygons").glob("*.gpkg")])
     assert polygons["area_m2"].sum() / 1e4 == pytest.approx(cropland, rel=1e-6)
-    for png in ("area_fraction.png", "map_preview.png"):
+    for png in ("area_fraction.png", "map_preview.png", "blocks.png"):
         assert (reference / "report" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "planned 2 blocks" in (reference / "run.log").read_text()
 

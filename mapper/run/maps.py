@@ -327,6 +327,9 @@ def _block_indices(blocks) -> tuple[np.ndarray, np.ndarray]:
     return lonlat_to_block_index(c[:, 0], c[:, 1])
 
 
+SPARSE_BLOCKS = 200  # up to this many mapped blocks, each is also drawn as a square marker
+
+
 def area_fraction_png(
     blocks,
     out_png: Path | str,
@@ -345,7 +348,8 @@ def area_fraction_png(
     country draws in well under a second. Colour ramp YlGn from 0 to `vmax` (1, or None for the data's
     maximum), blocks not mapped in light grey, the region outline (`region_geometry`, EPSG:4326) in
     black, optional unit outlines (`units`, a GeoDataFrame, e.g. prefectures) in grey, degree axes with a
-    graticule; the aspect is 1/cos(latitude) so the map is not stretched."""
+    graticule; the aspect is 1/cos(latitude) so the map is not stretched. Up to SPARSE_BLOCKS mapped blocks (a
+    sample run) are also drawn as square markers, enlarged, so that they can be seen at region scale."""
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
@@ -390,6 +394,13 @@ def area_fraction_png(
         vmax=max(top, 1e-6),
         interpolation="nearest",
     )
+    mapped = np.isfinite(values)
+    enlarged = 0 < mapped.sum() <= SPARSE_BLOCKS
+    if enlarged:  # a sample's blocks are one image pixel each at region scale: draw them as visible squares
+        lon = (ix[mapped] + 0.5) * BLOCK_DEG - 180.0
+        lat = (iy[mapped] + 0.5) * BLOCK_DEG - 90.0
+        ax.scatter(lon, lat, c=values[mapped], cmap="YlGn", vmin=0.0, vmax=max(top, 1e-6), marker="s", s=70,
+                   edgecolors="black", linewidths=0.6, zorder=3)  # fmt: skip
     from matplotlib.collections import LineCollection
 
     if units is not None and len(units):
@@ -408,12 +419,12 @@ def area_fraction_png(
     ax.set_axisbelow(False)
     cbar = fig.colorbar(im, ax=ax, shrink=0.75, pad=0.02)
     cbar.set_label("cropland area fraction")
-    mapped = np.isfinite(values)
     n_unmapped = int((~mapped).sum())
     label = f"not mapped ({n_unmapped:,} block{'' if n_unmapped == 1 else 's'})"
     handles = [Patch(facecolor="#d4d4d4", edgecolor="0.6", label=label)]
     ax.legend(handles=handles, loc="lower left", fontsize=7, framealpha=0.9)
-    subtitle = f"{int(mapped.sum()):,} of {len(values):,} blocks mapped (0.05° blocks)"
+    subtitle = f"{int(mapped.sum()):,} of {len(values):,} blocks mapped (0.05° blocks"
+    subtitle += ", drawn enlarged)" if enlarged else ")"
     if mapped.any():
         subtitle += f"; mean of mapped blocks {np.nanmean(values):.3f}"
     ax.set_title(f"{title}\n{subtitle}" if title else subtitle, fontsize=10)
@@ -472,3 +483,48 @@ def map_preview_png(vrt_or_tif: Path | str, out_png: Path | str, max_px: int = 2
     )
     fig.tight_layout()
     return _save(fig, out_png)
+
+
+def block_gallery_png(panels: Sequence[dict], out_png: Path | str, *, columns: int = 4, size_px: int = 360) -> Path:
+    """Small multiples of blocks: each panel the block's image (`mosaic`, an RGB GeoTIFF) decimated to about
+    `size_px`, with the final cropland (`final`, the block's mask: 1 cropland) outlined and tinted, and
+    `title` above it. `panels`: dicts with those three keys; a panel whose files are missing is left out and
+    counted in the caption. Reads use the files' overviews where they have them."""
+    import rasterio
+    from matplotlib.patches import Patch
+
+    shown = [p for p in panels if Path(p["mosaic"]).exists() and Path(p["final"]).exists()]
+    if not shown:
+        raise ValueError("no block with both its image and its final mask to show")
+    rows = math.ceil(len(shown) / columns)
+    cols = min(columns, len(shown))
+    fig = _figure(2.6 * cols, 3.1 * rows + 0.5)
+    for k, panel in enumerate(shown):
+        with rasterio.open(panel["mosaic"]) as src:
+            f = max(1, max(src.width, src.height) // size_px)
+            shape = (max(1, src.height // f), max(1, src.width // f))
+            rgb = np.moveaxis(src.read((1, 2, 3), out_shape=(3, *shape)), 0, -1)
+        with rasterio.open(panel["final"]) as src:
+            mask = src.read(1, out_shape=shape)
+        ax = fig.add_subplot(rows, cols, k + 1)
+        ax.imshow(rgb, interpolation="bilinear")
+        crop = np.ma.masked_where(mask != 1, np.ones(shape))
+        ax.imshow(crop, cmap=_single_colour("#ff2fd0"), alpha=0.35, interpolation="nearest", vmin=0, vmax=1)
+        ax.contour((mask == 1).astype(np.uint8), levels=[0.5], colors="#ff2fd0", linewidths=0.5)
+        ax.set_title(panel["title"], fontsize=7)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    missing = len(panels) - len(shown)
+    caption = "tinted and outlined: cropland in the final map, over the image of the source it came from"
+    if missing:
+        caption += f"; {missing} block(s) without image or final mask left out"
+    fig.legend(handles=[Patch(facecolor="#ff2fd0", alpha=0.5, label="cropland (final map)")], loc="lower center",
+               fontsize=7, frameon=False, title=caption, title_fontsize=7)  # fmt: skip
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return _save(fig, out_png)
+
+
+def _single_colour(colour: str):
+    from matplotlib.colors import ListedColormap
+
+    return ListedColormap([colour])

@@ -4,7 +4,7 @@
     map/cropland.vrt (+ .ovr)   the final map: a VRT of the blocks' COGs (final/BLOCK.tif), with overviews
     polygons/<PCODE>_<name>.gpkg  cropland polygons per prefecture
     area.csv, area_prefectures.csv  mapped cropland (true ground area, inside each unit) and the statistic, PCS
-    report/area_fraction.png, report/map_preview.png
+    report/area_fraction.png, report/map_preview.png, report/blocks.png (a dozen blocks with their final cropland)
     summary.json
 
 **Areas.** Each block's final mask is measured in true ground m² inside each province and prefecture of the
@@ -47,6 +47,8 @@ def write_outputs(store: RunStore, ctx: RunContext, region, summary: dict) -> di
     png = area_fraction_png(table, root / "report" / "area_fraction.png", region_geometry=region.geometry,
                             units=units["prefectures"], title=_title(region, table))  # fmt: skip
     outputs["area_fraction"] = str(png)
+    if done:
+        outputs["block_gallery"] = str(block_gallery(store, ctx, table))
     provinces = province_areas(store, ctx, region, table)
     _write_csv(provinces, root / "area.csv")
     _write_csv(prefecture_areas(store, units), root / "area_prefectures.csv")
@@ -77,6 +79,23 @@ def _map_outputs(store: RunStore, root: Path, done: list[str], units: dict) -> d
     paths = [store.layout.block_polygons(b) for b in done]
     gpkgs = write_unit_geopackages(paths, root / "polygons", units["prefectures"])
     return {"map": str(vrt), "map_preview": str(preview), "polygons": [str(p) for p in gpkgs]}
+
+
+def block_gallery(store: RunStore, ctx: RunContext, table, max_blocks: int = 12) -> Path:
+    """report/blocks.png: up to `max_blocks` mapped blocks (spread over the table) with their final cropland."""
+    from mapper.run.maps import block_gallery_png
+    from mapper.run.plan import spread_rows
+
+    done = table[table["status"] == "done"]
+    done = done.iloc[spread_rows(len(done), max_blocks)]
+    panels = []
+    for row in done.itertuples():
+        share = f"{row.cropland_fraction:.0%}" if row.cropland_fraction == row.cropland_fraction else "n/a"
+        title = f"{row.block_id}: {row.decision}, {share} cropland\nA {row.a_coverage}, B {row.b_coverage}"
+        source = ctx.sources[1] if row.decision == "Only B" else ctx.sources[0]  # the image the map came from
+        mosaic = store.layout.mosaic(source, row.block_id)
+        panels.append({"mosaic": mosaic, "final": store.layout.final(row.block_id), "title": title})
+    return block_gallery_png(panels, store.layout.root / "report" / "blocks.png")
 
 
 # ---------------------------------------------------------------------------------------------- block table
@@ -220,7 +239,7 @@ def summary_text(s: dict) -> str:
         stat = f"{p['statistic_ha']:,.0f} ha ({p['statistic_source']})" if p["statistic_ha"] else p["statistic_source"]
         pcs = f", PCS {p['pcs']:.3f}" if p["pcs"] is not None else ""
         lines.append(f"  {p['province']}: cropland {area}; statistic {stat}{pcs}")
-    for key in ("map", "blocks", "area", "area_fraction", "map_preview"):
+    for key in ("map", "blocks", "area", "area_fraction", "map_preview", "block_gallery"):
         if key in s["outputs"]:
             lines.append(f"  {key}: {s['outputs'][key]}")
     if s["outputs"].get("polygons"):
