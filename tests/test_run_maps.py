@@ -16,9 +16,12 @@ from matplotlib.image import imread
 from mapper.grid.blocks import Block
 from mapper.imagery.tilegrid import PixelWindow
 from mapper.run.maps import (
+    OVERLAY,
     area_fraction_png,
+    auto_vmax,
     block_gallery_png,
     build_map_vrt,
+    is_sparse,
     map_preview_png,
     overview_factors,
     write_block_cog,
@@ -245,17 +248,131 @@ def test_sparse_sample_blocks_are_drawn_enlarged(tmp_path):
     assert green.sum() > len(blocks) * 30  # squares of dozens of pixels, not single pixels
 
 
-def test_block_gallery_shows_blocks_and_leaves_out_missing_files(tmp_path):
+def test_auto_vmax_and_sparsity():
+    assert auto_vmax([0.01, 0.093, np.nan]) == 0.1
+    assert auto_vmax([0.12, 0.267]) == 0.3
+    assert auto_vmax([0.3]) == 0.3 and auto_vmax([0.31]) == 0.5
+    assert auto_vmax([0.0, 0.0]) == 0.1
+    assert auto_vmax([0.51]) == 1.0 and auto_vmax([np.nan]) == 1.0
+    assert is_sparse(8, 6662) and is_sparse(199, 100_000)
+    assert is_sparse(1000, 100_000) and not is_sparse(5000, 100_000)
+    assert not is_sparse(0, 6662) and not is_sparse(300, 400)
+
+
+def non_white(image: np.ndarray) -> np.ndarray:
+    return (image[..., :3] < 0.9).any(axis=-1)
+
+
+def test_area_fraction_png_draws_a_sparse_sample_as_markers(tmp_path):
+    region = shapely.box(110.0, 21.0, 117.0, 25.0)  # a province-sized box: 140 × 80 = 11,200 block cells
+    ids = [(5800 + 20 * k, 2230 + 7 * k) for k in range(6)]
+    frame = gpd.GeoDataFrame(
+        {
+            "block_id": [f"{i}_{j}" for i, j in ids],
+            "cropland_fraction": [0.0, 0.01, 0.05, 0.12, 0.2, np.nan],  # small fractions, one failed block
+        },
+        geometry=[Block(i, j).polygon for i, j in ids],
+        crs=4326,
+    )
+    plain = imread(area_fraction_png(frame, tmp_path / "plain.png", region_geometry=region, markers=False))
+    auto = imread(area_fraction_png(frame, tmp_path / "auto.png", region_geometry=region, title="sample"))
+    assert no_temporaries(tmp_path)
+    assert plain.shape == auto.shape
+    # The markers fill squares of ~9 pt (~19 px at 150 dpi) where a block is a ~6 px cell.
+    assert non_white(auto).sum() > non_white(plain).sum() + 6 * 15**2
+    # Around one sample block, the picture is not uniform: a black edge and the fill colour.
+    ys, xs = np.nonzero(non_white(auto) & ~non_white(plain))
+    assert len(ys) and np.ptp(auto[ys, xs, :3]) > 0.5
+
+
+def small_window(block: Block, w: int, h: int) -> PixelWindow:
+    win = block.window()
+    return PixelWindow(win.zoom, win.col0, win.row0, win.col0 + w, win.row0 + h)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A run directory of four blocks, cut to small windows: two complete, one without its final mask, one
+    without mosaics; plus a failed block and run.json with the sources."""
+    import json
+
     from mapper.imagery.mosaic import BlockMosaic, write_mosaic
 
-    window = grid_window(0, 0, 300, 260)
-    rng = np.random.default_rng(1)
-    rgb = rng.integers(0, 255, (*window.shape, 3), dtype=np.uint8)
-    write_mosaic(BlockMosaic(window, rgb, np.ones(window.shape, bool), {}, "5866_2262"), tmp_path / "m.tif")
-    write_block_cog(random_map(window.shape, 2), window, tmp_path / "f.tif", block_id="5866_2262")
-    panels = [{"mosaic": tmp_path / "m.tif", "final": tmp_path / "f.tif", "title": "5866_2262: Only A"},
-              {"mosaic": tmp_path / "absent.tif", "final": tmp_path / "f.tif", "title": "gone"}]  # fmt: skip
-    out = block_gallery_png(panels, tmp_path / "blocks.png")
-    assert imread(out).shape[0] > 200 and no_temporaries(tmp_path)
-    with pytest.raises(ValueError, match="no block"):
-        block_gallery_png(panels[1:], tmp_path / "none.png")
+    root = tmp_path_factory.mktemp("gallery")
+    (root / "run.json").write_text(json.dumps({"sources": ["src-a", "src-b"]}))
+    specs = [  # block, window size, files written
+        (Block(5866, 2262), (900, 820), ("final", "src-a", "src-b")),
+        (Block(5867, 2262), (300, 260), ("final", "src-b")),  # A's mosaic missing: B shown
+        (Block(5868, 2262), (300, 260), ("src-a",)),  # no final mask: skipped
+        (Block(5869, 2262), (300, 260), ("final",)),  # no mosaic: skipped
+    ]
+    rows = []
+    for k, (block, (w, h), files) in enumerate(specs):
+        window = small_window(block, w, h)
+        rng = np.random.default_rng(k)
+        rgb = np.empty((*window.shape, 3), np.uint8)
+        rgb[...] = (60 + 40 * k, 110, 50)
+        rgb += rng.integers(0, 30, rgb.shape, dtype=np.uint8)
+        valid = np.ones(window.shape, bool)
+        valid[: h // 5, : w // 4] = False
+        mask = random_map(window.shape, k)
+        if "final" in files:
+            write_block_cog(mask, window, root / "final" / f"{block.id}.tif", block_id=block.id)
+        for source in ("src-a", "src-b"):
+            if source in files:
+                write_mosaic(
+                    BlockMosaic(window, rgb, valid, block_id=block.id), root / "mosaics" / source / f"{block.id}.tif"
+                )
+        rows.append((block, "done", float((mask == 1).sum() / (mask != 255).sum())))
+    rows.append((Block(5870, 2262), "failed", np.nan))
+    frame = gpd.GeoDataFrame(
+        {
+            "block_id": [b.id for b, _, _ in rows],
+            "ix": [b.ix for b, _, _ in rows],
+            "iy": [b.iy for b, _, _ in rows],
+            "status": [s for _, s, _ in rows],
+            "decision": ["Only A", "Merge", "Only B", "Neither", None],
+            "cropland_fraction": [f for _, _, f in rows],
+            "a_coverage": ["Planting", "Cloudy", "Planting", "Planting", None],
+            "b_coverage": ["Non-planting", "Planting", "Planting", "Cloudy", None],
+            "frac_inside": [0.6, 1.0, 1.0, 1.0, 1.0],
+        },
+        geometry=[b.polygon for b, _, _ in rows],
+        crs=4326,
+    )
+    return root, frame
+
+
+def test_block_gallery_png(run_dir, tmp_path):
+    import time
+
+    import matplotlib.pyplot as plt
+
+    root, frame = run_dir
+    figures = plt.get_fignums()
+    region = shapely.box(113.0, 23.0, 113.31, 23.5)  # crosses the first block's window (113.30-113.32°E)
+    t0 = time.perf_counter()
+    out = block_gallery_png(frame, root, tmp_path / "report" / "gallery.png", region_geometry=region)
+    assert time.perf_counter() - t0 < 10
+    assert plt.get_fignums() == figures  # no pyplot state
+    assert no_temporaries(out.parent)
+    image = imread(out)
+    assert image.shape[0] > 300 and image.shape[1] > 600
+    rgb = (image[..., :3] * 255).round().astype(int)
+    # The cropland outline is drawn in the overlay colour.
+    target = np.array(OVERLAY) * 255
+    assert (np.abs(rgb - target).max(axis=-1) < 20).sum() > 50
+    # Without run.json sources: given explicitly, or a clear error.
+    out2 = block_gallery_png(frame, root, tmp_path / "g2.png", sources=("src-a", "src-b"), max_blocks=1)
+    assert imread(out2).shape[0] > 300
+    with pytest.raises(ValueError, match="sources"):
+        block_gallery_png(frame, tmp_path, tmp_path / "g3.png")
+    with pytest.raises(ValueError, match="two imagery sources"):
+        block_gallery_png(frame, root, tmp_path / "g3.png", sources="src-a")
+
+
+def test_block_gallery_png_with_no_block_to_show(run_dir, tmp_path):
+    root, frame = run_dir
+    only_missing = frame[frame["block_id"].isin(["5868_2262", "5869_2262", "5870_2262"])]
+    out = block_gallery_png(only_missing, root, tmp_path / "empty.png")
+    assert imread(out).shape[0] > 100

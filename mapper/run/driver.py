@@ -90,6 +90,7 @@ class Driver:
         self.failed_blocks = 0
         self._last_seq = 0
         self._page: deque[tuple[int, str]] = deque()
+        self._known: dict = {}  # recorded tasks of the current page's blocks
         self._exhausted = False
 
     # ------------------------------------------------------------------------------------------ main loop
@@ -97,8 +98,12 @@ class Driver:
         while True:
             self._admit()
             self._dispatch()
-            if not self.in_flight and not any(self.queues.values()) and not self.active and self._exhausted:
-                break
+            if not self.in_flight and not any(self.queues.values()):
+                if not self.active and self._exhausted:
+                    break
+                if self.active:  # nothing can move these blocks any more: a bug, said rather than spun on
+                    stuck = {b: sorted(s.done) for b, s in list(self.active.items())[:3]}
+                    raise RuntimeError(f"blocks with no work left and not complete: {stuck}")
             outcomes = self.executor.wait(self.settings.poll_s)
             if outcomes:
                 with self.store.transaction():  # one per round: fast, and atomic against a kill

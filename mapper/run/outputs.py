@@ -33,7 +33,7 @@ HA = 1e4
 def write_outputs(store: RunStore, ctx: RunContext, region, summary: dict) -> dict:
     import rasterio
 
-    from mapper.run.maps import area_fraction_png
+    from mapper.run.maps import area_fraction_png, block_gallery_png
 
     root = store.layout.root
     units = unit_frames(ctx.units)
@@ -48,7 +48,9 @@ def write_outputs(store: RunStore, ctx: RunContext, region, summary: dict) -> di
                             units=units["prefectures"], title=_title(region, table))  # fmt: skip
     outputs["area_fraction"] = str(png)
     if done:
-        outputs["block_gallery"] = str(block_gallery(store, ctx, table))
+        gallery = block_gallery_png(table, root, root / "report" / "blocks.png", max_blocks=12, sources=ctx.sources,
+                                    imagery="decision", region_geometry=region.geometry)  # fmt: skip
+        outputs["block_gallery"] = str(gallery)
     provinces = province_areas(store, ctx, region, table)
     _write_csv(provinces, root / "area.csv")
     _write_csv(prefecture_areas(store, units), root / "area_prefectures.csv")
@@ -79,23 +81,6 @@ def _map_outputs(store: RunStore, root: Path, done: list[str], units: dict) -> d
     paths = [store.layout.block_polygons(b) for b in done]
     gpkgs = write_unit_geopackages(paths, root / "polygons", units["prefectures"])
     return {"map": str(vrt), "map_preview": str(preview), "polygons": [str(p) for p in gpkgs]}
-
-
-def block_gallery(store: RunStore, ctx: RunContext, table, max_blocks: int = 12) -> Path:
-    """report/blocks.png: up to `max_blocks` mapped blocks (spread over the table) with their final cropland."""
-    from mapper.run.maps import block_gallery_png
-    from mapper.run.plan import spread_rows
-
-    done = table[table["status"] == "done"]
-    done = done.iloc[spread_rows(len(done), max_blocks)]
-    panels = []
-    for row in done.itertuples():
-        share = f"{row.cropland_fraction:.0%}" if row.cropland_fraction == row.cropland_fraction else "n/a"
-        title = f"{row.block_id}: {row.decision}, {share} cropland\nA {row.a_coverage}, B {row.b_coverage}"
-        source = ctx.sources[1] if row.decision == "Only B" else ctx.sources[0]  # the image the map came from
-        mosaic = store.layout.mosaic(source, row.block_id)
-        panels.append({"mosaic": mosaic, "final": store.layout.final(row.block_id), "title": title})
-    return block_gallery_png(panels, store.layout.root / "report" / "blocks.png")
 
 
 # ---------------------------------------------------------------------------------------------- block table
@@ -231,7 +216,9 @@ def summary_text(s: dict) -> str:
              f"in {s['seconds']:.0f} s -> {s['run_dir']}"]  # fmt: skip
     for p in s["provinces"]:
         mapped = p["mapped_cropland_ha"]
-        what = "estimated" if p["estimate"] else "mapped"
+        what = "mapped"
+        if p["estimate"]:
+            what = f"estimated from {p['blocks_done']:,} of {p['blocks_in_province']:,} blocks"
         if not p["region_covers_province"]:
             area = f"{p['cropland_ha_in_mapped_blocks']:,.0f} ha in the mapped blocks (the region covers part of it)"
         else:
