@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from mapper.config.loader import resolved_config_yaml
@@ -27,7 +27,6 @@ class RunRequest:
     max_blocks: int | None = None
     quiet: bool = False
     dry_run: bool = False
-    extra: dict = field(default_factory=dict)
 
 
 def check_sources(config, source: str) -> tuple[str, str]:
@@ -48,7 +47,7 @@ def check_sources(config, source: str) -> tuple[str, str]:
 
 
 def open_store(req: RunRequest, sources) -> RunStore:
-    """A new run directory (planned now) or the one to resume (its identity must match)."""
+    """A new run directory or the one to resume (its identity must match); `plan_if_needed` plans it."""
     identity = run_identity(req.config, req.region, sources, req.max_blocks, req.dry_run)
     if req.resume is not None:
         store = RunStore.open(req.resume, identity)
