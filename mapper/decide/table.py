@@ -148,7 +148,8 @@ def missing_terrain() -> dict:
     return {**dict.fromkeys(TERRAIN_FEATURES, math.nan), "terrain_missing": True}
 
 
-def _terrain_record(t: dict) -> dict:
+def terrain_record(t: dict) -> dict:
+    """The TERRAIN columns of a `block_terrain` result."""
     return {**{k: float(t[k]) for k in TERRAIN_FEATURES}, "terrain_missing": bool(t["terrain_missing"])}
 
 
@@ -169,14 +170,14 @@ def terrain_source(dem) -> Iterator[Callable[[LabelledBlock], dict]]:
             if seed is None:
                 log.warning("block %s has no world seed (not world labels): its terrain is missing", lb.block.id)
                 return missing_terrain()
-            return _terrain_record(world_block_terrain(get_world(seed), lb.block))
+            return terrain_record(world_block_terrain(get_world(seed), lb.block))
 
         yield world_terrain
     elif isinstance(dem, str | os.PathLike):
         with open_dem(dem) as src:
-            yield lambda lb: _terrain_record(block_terrain(src, lb.block.bounds))
+            yield lambda lb: terrain_record(block_terrain(src, lb.block.bounds))
     else:
-        yield lambda lb: _terrain_record(block_terrain(dem, lb.block.bounds))
+        yield lambda lb: terrain_record(block_terrain(dem, lb.block.bounds))
 
 
 def world_seed(lb: LabelledBlock) -> int | None:

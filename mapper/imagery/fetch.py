@@ -25,14 +25,19 @@ class FetchSummary:
     failures: dict[str, str] = field(default_factory=dict)
 
 
-def spread_sample(ids: list[str], n: int) -> list[str]:
-    """n ids evenly spread over the list (deterministic), so a small trial covers the whole region."""
+def spread_indices(n_items: int, n: int) -> list[int]:
+    """Indices of n items evenly spread over n_items (deterministic), so a small trial covers the whole region."""
     if n <= 0:
         raise ValueError("--max-blocks must be at least 1")
-    if n >= len(ids):
-        return list(ids)
-    step = len(ids) / n
-    return [ids[int(i * step + step / 2)] for i in range(n)]
+    if n >= n_items:
+        return list(range(n_items))
+    step = n_items / n
+    return [int(i * step + step / 2) for i in range(n)]
+
+
+def spread_sample(ids: list[str], n: int) -> list[str]:
+    """n ids evenly spread over the list (see spread_indices)."""
+    return [ids[i] for i in spread_indices(len(ids), n)]
 
 
 def fetch_blocks(config, source_name: str, block_ids: list[str], out_dir: Path, progress: bool = True) -> FetchSummary:

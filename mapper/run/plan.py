@@ -101,14 +101,6 @@ def _majority_province(gdf, provinces) -> list[str | None]:
     return names
 
 
-def spread_rows(n_rows: int, n: int) -> np.ndarray:
-    """Indices of n rows evenly spread over n_rows (as mapper.imagery.fetch.spread_sample)."""
-    if n >= n_rows:
-        return np.arange(n_rows)
-    step = n_rows / n
-    return (np.arange(n) * step + step / 2).astype(np.int64)
-
-
 def region_units(region: Region) -> dict:
     """Province and prefecture codes the run reports areas for, and the region's spec (small: it travels to
     every worker)."""

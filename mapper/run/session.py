@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mapper.config.loader import resolved_config_yaml
+from mapper.imagery.fetch import spread_indices
 from mapper.run.driver import Driver, DriverSettings
-from mapper.run.plan import Region, plan_blocks, region_units, run_identity, spread_rows
+from mapper.run.plan import Region, plan_blocks, region_units, run_identity
 from mapper.run.stages import RunContext
 from mapper.store.run_store import RunLayout, RunStore
 
@@ -63,7 +64,7 @@ def plan_if_needed(store: RunStore, req: RunRequest) -> None:
         plan = plan_blocks(req.region)
         region_blocks = {str(k): int(v) for k, v in plan["province"].value_counts().items()}
         if req.max_blocks:
-            plan = plan.iloc[spread_rows(len(plan), req.max_blocks)]
+            plan = plan.iloc[spread_indices(len(plan), req.max_blocks)]
         rows = plan[["block_id", "ix", "iy", "province", "frac_inside"]].itertuples(index=False, name=None)
         store.add_blocks(rows, meta={"region_blocks_per_province": region_blocks})
         log.info("planned %d blocks of %s in %.1f s", store.planned(), req.region.name, time.perf_counter() - t0)

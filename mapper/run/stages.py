@@ -232,7 +232,7 @@ class FeatureWorker(Worker):
 def _terrain_function(config, sources: Sequence[str]):
     """Block -> TERRAIN record, as `run.dem` says ('auto': the world's DEM for world sources, else none)."""
     from mapper.config.models import WorldSourceConfig
-    from mapper.decide.table import _terrain_record, missing_terrain
+    from mapper.decide.table import missing_terrain, terrain_record
 
     dem = config.run.dem
     if dem == "auto":
@@ -244,11 +244,11 @@ def _terrain_function(config, sources: Sequence[str]):
         from mapper.world.world import get_world
 
         world = get_world(config.world.seed)
-        return lambda block: _terrain_record(world_block_terrain(world, block))
+        return lambda block: terrain_record(world_block_terrain(world, block))
     from mapper.features.terrain import block_terrain, open_dem
 
     src = open_dem(dem)  # kept open for the worker's life
-    return lambda block: _terrain_record(block_terrain(src, block.bounds))
+    return lambda block: terrain_record(block_terrain(src, block.bounds))
 
 
 def _jsonable(v):

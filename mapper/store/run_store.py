@@ -283,4 +283,4 @@ def _record(row) -> TaskRecord:
 
 def _comparable(identity: dict) -> dict:
     """The parts of a run's identity that must match to resume it (not when or where it was created)."""
-    return {k: v for k, v in identity.items() if k not in ("created", "mapper_version_started", "host")}
+    return {k: v for k, v in identity.items() if k != "created"}
