@@ -4,11 +4,8 @@ of a province's cropland from a sample of its blocks."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sqlite3
-import subprocess
-import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -16,6 +13,7 @@ import pytest
 import rasterio
 from affine import Affine
 from click.testing import CliRunner
+from conftest import WORLD_RUN_BLOCK
 from mapper.validation.pixels import pixel_counts, pixel_metrics
 from mapper.validation.provinces import province_comparison
 from mapper.validation.sampling import ratio_estimate, t_quantile
@@ -34,10 +32,7 @@ from mapper.run.statistics import Statistic, StatisticsError
 from mapper.world.truth import block_truth
 from mapper.world.world import get_world
 
-# One block of Guangdong (5886_2256, Huizhou / Shenzhen) with about a quarter cropland in world seed 0, so the
-# IoU and the PCS are not degenerate (the block at 113.31,23.11 has no cropland at all).
-BBOX = "114.31,22.81,114.34,22.84"
-BLOCK = Block.parse("5886_2256")
+BLOCK = Block.parse(WORLD_RUN_BLOCK)  # the block of the shared `world_run` (conftest.py)
 
 
 # ---------------------------------------------------------------------------------------------- ratio estimator
@@ -186,14 +181,8 @@ def test_not_a_run_directory(tmp_path):
 
 # ---------------------------------------------------------------------------------------------- a real run
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    """One block mapped end to end by `mapper run` (in this process, simulated world seed 0)."""
-    out = tmp_path_factory.mktemp("validate") / "run"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    res = subprocess.run([sys.executable, "-m", "mapper.cli", "run", "--bbox", BBOX, "--source", "demo", "--in-process",
-                          "--out", str(out), "-q"], capture_output=True, text=True, env=env, timeout=400)  # fmt: skip
-    assert res.returncode == 0, res.stderr[-3000:]
-    return out
+def run_dir(world_run):
+    return world_run
 
 
 @pytest.fixture(scope="module")
