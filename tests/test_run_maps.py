@@ -1,4 +1,4 @@
-"""mapper.run.maps: block COGs, the VRT mosaic with overviews, and the PNG maps."""
+"""mapper.run.maps, block_maps and gallery: block COGs, the VRT mosaic, and the PNG maps."""
 
 from __future__ import annotations
 
@@ -15,17 +15,9 @@ from matplotlib.image import imread
 
 from mapper.grid.blocks import Block
 from mapper.imagery.tilegrid import PixelWindow
-from mapper.run.maps import (
-    OVERLAY,
-    area_fraction_png,
-    auto_vmax,
-    block_gallery_png,
-    build_map_vrt,
-    is_sparse,
-    map_preview_png,
-    overview_factors,
-    write_block_cog,
-)
+from mapper.run.block_maps import area_fraction_png, auto_vmax, block_category_png, is_sparse
+from mapper.run.gallery import OVERLAY, block_gallery_png
+from mapper.run.maps import build_map_vrt, map_preview_png, overview_factors, write_block_cog
 
 ORIGIN = Block(5866, 2262).window()  # z16 at Guangzhou
 
@@ -246,6 +238,30 @@ def test_sparse_sample_blocks_are_drawn_enlarged(tmp_path):
     image = imread(out)[..., :3]
     green = (image[..., 1] > image[..., 0] + 0.2) & (image[..., 1] > image[..., 2] + 0.2)
     assert green.sum() > len(blocks) * 30  # squares of dozens of pixels, not single pixels
+
+
+def test_block_category_png_colours_each_class_and_greys_unmapped_blocks(tmp_path):
+    """A categorical block map (decision, coverage type): each class in its colour, None as not mapped."""
+    from mapper.grid.admin import resolve_province
+    from mapper.grid.region import province_blocks
+
+    province = resolve_province("Guangdong")
+    blocks = province_blocks(province).iloc[::700].copy()
+    values = ["Merge", "Only A", None] * len(blocks)
+    blocks["decision"] = values[: len(blocks)]
+    classes = {"Only A": "#0000ff", "Merge": "#ff0000"}
+    out = block_category_png(blocks, "decision", classes, tmp_path / "dec.png", region_geometry=province.geometry)
+    rgb = imread(out)[..., :3]
+
+    def share(colour):
+        target = np.array(colour, float) / 255
+        return float((np.abs(rgb - target).max(axis=-1) < 0.05).sum())
+
+    assert share((0, 0, 255)) > 30 * blocks["decision"].eq("Only A").sum()  # enlarged squares, not pixels
+    assert share((255, 0, 0)) > 30 * blocks["decision"].eq("Merge").sum()
+    assert share((0xD4, 0xD4, 0xD4)) > 30 * blocks["decision"].isna().sum()  # not mapped: grey squares
+    with pytest.raises(ValueError, match="no column"):
+        block_category_png(blocks, "coverage", classes, tmp_path / "bad.png")
 
 
 def test_auto_vmax_and_sparsity():

@@ -19,6 +19,7 @@ from mapper.run.statistics import (
     packaged_provinces,
     pcs,
     read_user_statistics,
+    reference_statistic,
     resolve_packaged_name,
     survey1996_statistic,
     within_criterion,
@@ -116,6 +117,18 @@ def test_user_table_overrides(tmp_path):
         resolve_province("Macao"), user_table=_write(tmp_path, "province,cropland_ha\nMacao,0\n")
     )
     assert macao.hectares == 0.0 and pcs(10.0, macao) is None
+
+
+def test_reference_statistic_order_shared_by_run_and_validate():
+    """A table naming the province first (the first table wins), then the world for world runs, then official."""
+    first = Statistic("Guangdong", 1.0, "first table", None, "")
+    second = Statistic("Guangdong", 2.0, "second table", None, "")
+    assert reference_statistic("Guangdong", [{}, {"Guangdong": first}, {"Guangdong": second}], world=True) == (
+        first,
+        "table",
+    )
+    assert reference_statistic("Guangdong", [{"Hunan": second}], world=True) == (None, "world")
+    assert reference_statistic("Guangdong", [], world=False) == (official_statistic("Guangdong"), "official")
 
 
 @pytest.mark.parametrize(

@@ -39,20 +39,15 @@ from mapper.validation.stop import stop_verdict
 
 
 def _statistic_for(province, run: RunData, user_stats: dict | None):
-    """(Statistic, kind): --statistics, else the run's config table, else (world sources) None with kind
-    "world", else the official statistic."""
-    from mapper.run.statistics import official_statistic, read_user_statistics
+    """(Statistic, kind) by mapper.run.statistics.reference_statistic: --statistics, else the run's config
+    table (when the file is still there), else (world sources) None with kind "world", else official."""
+    from mapper.run.statistics import read_user_statistics, reference_statistic
 
-    if user_stats and province.name in user_stats:
-        return user_stats[province.name], "table"
+    tables = [user_stats or {}]
     table = run.config.run.statistics
     if table is not None and Path(table).exists():
-        run_stats = read_user_statistics(table)
-        if province.name in run_stats:
-            return run_stats[province.name], "table"
-    if run.world_seed is not None:
-        return None, "world"
-    return official_statistic(province), "official"
+        tables.append(read_user_statistics(table))
+    return reference_statistic(province, tables, world=run.world_seed is not None)
 
 
 def province_comparison(

@@ -20,12 +20,11 @@ This module puts the report together; each part is documented in its own module:
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
-import numpy as np
 from mapper.validation.blocks import evaluate_blocks
 from mapper.validation.errors import ValidationInputError
+from mapper.validation.jsonready import json_ready
 from mapper.validation.pixels import pixel_counts, pixel_metrics, pixel_section
 from mapper.validation.provinces import prefecture_sections, province_comparison, province_sections
 from mapper.validation.run_data import RunData, open_run
@@ -71,7 +70,7 @@ def validate_run(
         report = _build_report(run, labels, user_stats, extra_rounds, progress)
     finally:
         run.close()
-    report = _clean(report)
+    report = json_ready(report)
     if write:
         _write_report(report, Path(run_dir) / "validation.json")
     return report
@@ -133,16 +132,3 @@ def _write_report(report: dict, path: Path) -> None:
         report["written"] = str(path)
     except OSError as e:
         report["write_error"] = f"cannot write {path}: {e.strerror or e}"
-
-
-def _clean(obj):
-    """JSON-ready: numpy scalars to Python, NaN and infinities to None, tuples to lists."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj

@@ -9,12 +9,14 @@ import click
 
 from mapper import __version__
 from mapper.cli.cache import cache
+from mapper.cli.compare import compare
 from mapper.cli.decide import decide
 from mapper.cli.demo import demo
 from mapper.cli.evaluate import evaluate
 from mapper.cli.fetch import fetch
 from mapper.cli.grid import grid
 from mapper.cli.labels import labels
+from mapper.cli.report import report
 from mapper.cli.run import run
 from mapper.cli.segment import segment
 from mapper.cli.train import train
@@ -41,6 +43,8 @@ cli.add_command(decide)
 cli.add_command(evaluate)
 cli.add_command(run)
 cli.add_command(validate)
+cli.add_command(compare)
+cli.add_command(report)
 
 
 def main() -> None:

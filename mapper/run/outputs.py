@@ -33,7 +33,8 @@ HA = 1e4
 def write_outputs(store: RunStore, ctx: RunContext, region, summary: dict) -> dict:
     import rasterio
 
-    from mapper.run.maps import area_fraction_png, block_gallery_png
+    from mapper.run.block_maps import area_fraction_png
+    from mapper.run.gallery import block_gallery_png
 
     root = store.layout.root
     units = unit_frames(ctx.units)
@@ -187,19 +188,16 @@ def prefecture_areas(store: RunStore, units: dict):
 
 
 def _statistic(ctx: RunContext, province):
-    """A user table when it names the province; else the simulated world's own statistic for world sources;
-    else the official one (TNLS, 1996 survey, or none)."""
+    """The statistic of mapper.run.statistics.reference_statistic: the config's table, else the simulated
+    world's own for world sources, else the official one."""
     from mapper.config.models import WorldSourceConfig
-    from mapper.run.statistics import official_statistic, read_user_statistics, world_statistic
+    from mapper.run.statistics import read_user_statistics, reference_statistic, world_statistic
 
     config = ctx.mapper_config()
-    if config.run.statistics is not None:
-        user = read_user_statistics(config.run.statistics)
-        if province.name in user:
-            return user[province.name]
-    if all(isinstance(config.sources[s], WorldSourceConfig) for s in ctx.sources):
-        return world_statistic(config.world.seed, province)
-    return official_statistic(province)
+    tables = [read_user_statistics(config.run.statistics)] if config.run.statistics is not None else []
+    world = all(isinstance(config.sources[s], WorldSourceConfig) for s in ctx.sources)
+    statistic, kind = reference_statistic(province, tables, world=world)
+    return world_statistic(config.world.seed, province) if kind == "world" else statistic
 
 
 def _write_csv(df, path: Path) -> None:

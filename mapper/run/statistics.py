@@ -66,6 +66,20 @@ def official_statistic(province: Province | str, user_table: Path | str | None =
     return tnls_statistic(prov) or survey1996_statistic(prov)
 
 
+def reference_statistic(province: Province | str, tables=(), world: bool = False) -> tuple[Statistic | None, str]:
+    """The rule both the run's outputs and `mapper validate` follow, as (statistic, kind): the first of
+    `tables` (dicts of province name -> Statistic: --statistics, then the run config's table) that names
+    the province ("table"); else, for a run of the simulated world, (None, "world") — the caller computes
+    `world_statistic`, which takes seconds, only where it needs it; else the official one ("official")."""
+    prov = as_province(province)
+    for table in tables:
+        if table and prov.name in table:
+            return table[prov.name], "table"
+    if world:
+        return None, "world"
+    return official_statistic(prov), "official"
+
+
 def tnls_statistic(province: Province | str) -> Statistic | None:
     """The packaged TNLS 2019 value, or None for the provinces whose value was not found in public sources."""
     prov = as_province(province)

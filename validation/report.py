@@ -1,0 +1,386 @@
+"""`mapper report`: one self-contained HTML page about a run (every figure embedded as a PNG data URI, no
+external file, script or font), opened from disk in any browser.
+
+    write_report(run_dir, out=None, labels=None, statistics=None, extra_rounds=0, progress=False) -> Report
+
+The numbers are `validate_run`'s, computed afresh (so the page and `mapper validate --json` agree; the run's
+validation.json is refreshed too). Every number shown from the validation carries `data-key` (its path in
+the validation JSON, e.g. `pixel_iou.final.iou`, `provinces.0.pcs`) and `data-value` (the exact JSON value),
+so a test or a script can check the page against the JSON. A figure that cannot be drawn becomes a note
+on the page and in Report.problems; the page is still written. A small inline script counts the figures
+the browser decoded and shows a banner when one did not load (`body[data-images-loaded]`)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from mapper.validation.report_figures import area_vs_statistics_png, block_iou_png, correctness_png, importance_png
+
+REPORT_FILE = Path("report") / "index.html"
+COVERAGE_COLOURS = {
+    "Planting": "#1a9850",
+    "Non-planting": "#d8b365",
+    "Cloudy": "#9ecae1",
+    "Snow/Ice": "#f0f0f0",
+    "Nodata": "#404040",
+}
+JPEG_ABOVE_BYTES = 1_500_000
+DECISION_COLOURS = {"Neither": "#bdbdbd", "Only A": "#1f78b4", "Only B": "#e6550d", "Merge": "#6a3d9a"}
+
+
+@dataclass
+class Report:
+    path: Path
+    validation: dict
+    figures: list[str] = field(default_factory=list)  # titles of the figures embedded
+    problems: list[str] = field(default_factory=list)  # figures that could not be drawn, and why
+
+
+@dataclass
+class _Figure:
+    title: str
+    paper: str  # the CropLayer paper's figure it corresponds to
+    caption: str
+    png: bytes | None = None
+    problem: str | None = None
+    mime: str = "image/png"
+
+
+def write_report(run_dir: Path | str, out: Path | str | None = None, labels=None, statistics=None,
+                 extra_rounds: int = 0, progress: bool = False) -> Report:  # fmt: skip
+    """Validate the run (see mapper.validation.validate) and write the HTML page (default
+    RUN_DIR/report/index.html) atomically."""
+    from mapper.validation.validate import validate_run
+
+    from mapper.store.atomic import atomic_write_text
+
+    run_dir = Path(run_dir)
+    validation = validate_run(run_dir, labels=labels, statistics=statistics, extra_rounds=extra_rounds,
+                              progress=progress, write=True)  # fmt: skip
+    out = Path(out) if out is not None else run_dir / REPORT_FILE
+    with tempfile.TemporaryDirectory(prefix="mapper-report-") as tmp:
+        figures = _figures(run_dir, validation, Path(tmp))
+    page = _page(run_dir, validation, figures)
+    atomic_write_text(out, page)
+    return Report(
+        out,
+        validation,
+        [f.title for f in figures if f.png is not None],
+        [f"{f.title}: {f.problem}" for f in figures if f.problem],
+    )
+
+
+# ---------------------------------------------------------------------------------------------- figures
+def _figures(run_dir: Path, validation: dict, tmp: Path) -> list[_Figure]:
+    table, table_problem = _block_table(run_dir)
+    region, sources = _region_and_sources(run_dir)
+    semantic = validation.get("semantic_correctness") or {}
+    figs: list[_Figure] = []
+
+    def add(title, paper, caption, draw):
+        fig = _Figure(title, paper, caption)
+        png = tmp / f"{len(figs)}.png"
+        try:
+            draw(png)
+            fig.png, fig.mime = _compact(png.read_bytes())
+        except Exception as e:  # one figure must not cost the whole report; the page says what failed
+            fig.problem = f"{type(e).__name__}: {e}"
+        figs.append(fig)
+
+    def needs_table(draw):
+        def wrapped(png):
+            if table is None:
+                raise ValueError(table_problem)
+            draw(png)
+
+        return wrapped
+
+    from mapper.run.block_maps import area_fraction_png, block_category_png
+
+    add("Cropland area fraction per block", "Fig. 17",
+        "Share of each mapped block's land that the final map calls cropland.",
+        needs_table(lambda png: area_fraction_png(table, png, region_geometry=region, title="Final map")))  # fmt: skip
+    for prefix, source in zip(("a", "b"), sources, strict=False):
+        add(f"Coverage type of {source}", "Figs. 6-7",
+            f"The image-quality model's coverage type of each block's {source} mosaic.",
+            needs_table(lambda png, p=prefix, s=source: block_category_png(
+                table, f"{p}_coverage", COVERAGE_COLOURS, png, region_geometry=region,
+                title=f"Coverage type, {s}", legend_title="coverage type")))  # fmt: skip
+    add("Integration decision per block", "Fig. 10",
+        "Which source(s) the integration model kept for each block (Merge = union of both masks).",
+        needs_table(lambda png: block_category_png(table, "decision", DECISION_COLOURS, png, region_geometry=region,
+                                                   title="Integration decision", legend_title="decision")))  # fmt: skip
+    add("Semantic correctness distribution", "Fig. 9",
+        "Classes of the blocks per map: TP and TN are correct; FP, Noise and Artifact are not.",
+        lambda png: correctness_png(semantic, png))  # fmt: skip
+    add("Per-block IoU", "",
+        "Distribution of the pixel IoU of each block against the truth, per map.",
+        lambda png: _block_iou(validation, png))  # fmt: skip
+    add("Area against the statistics", "Figs. 12 and 16",
+        "Mapped cropland per province and prefecture against the reference statistic, and the deviation "
+        "with the ±10 % consistency band (whiskers: the 95 % interval of a sample estimate).",
+        lambda png: area_vs_statistics_png(validation, png))  # fmt: skip
+    add("Feature importance of the decision models", "Fig. 11",
+        "Permutation importance measured on the models' held-out 20 % when they were trained.",
+        lambda png: importance_png(_model_metrics(run_dir), png))  # fmt: skip
+    for name, title, caption in (
+        ("map_preview.png", "Final map preview", "The final map, decimated (cropland green, no imagery white)."),
+        ("blocks.png", "Mapped blocks", "A dozen mapped blocks: imagery with the final cropland over it."),
+    ):
+        add(title, "", caption, lambda png, n=name: _copy_run_png(run_dir / "report" / n, png))
+    return figs
+
+
+def _block_table(run_dir: Path):
+    import geopandas as gpd
+
+    path = run_dir / "blocks.parquet"
+    if not path.is_file():
+        return None, f"{path} is missing (the run has not written its outputs; `mapper run --resume {run_dir}`)"
+    return gpd.read_parquet(path), None
+
+
+def _region_and_sources(run_dir: Path):
+    from mapper.validation.run_data import open_run
+
+    run = open_run(run_dir)
+    try:
+        return run.region.geometry, list(run.sources)
+    finally:
+        run.close()
+
+
+def _block_iou(validation: dict, png: Path) -> None:
+    blocks = validation.get("blocks") or []
+    if not any(b.get("truth") for b in blocks):
+        raise ValueError("no block was judged against a truth (give --labels, or map the simulated world)")
+    block_iou_png(blocks, validation["pixel_iou"]["maps"], png)
+
+
+def _model_metrics(run_dir: Path) -> dict[str, dict]:
+    """metrics.json of the run's decision models (config run.models.decisions)."""
+    from mapper.config import load_config
+    from mapper.models.registry import resolve_checkpoint
+
+    spec = load_config([run_dir / "config.yaml"]).run.models.decisions
+    root = Path(resolve_checkpoint(spec))
+    out = {}
+    for kind in ("correctness", "integration"):
+        path = root / kind / "metrics.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: the decision models {spec!r} carry no metrics")
+        out[kind] = json.loads(path.read_text(encoding="utf-8"))
+    return out
+
+
+def _compact(png: bytes) -> tuple[bytes, str]:
+    """A figure as embedded: PNG, except a large one (the gallery of imagery) as a JPEG of a fraction of the
+    size, so the page stays quick to open."""
+    if len(png) <= JPEG_ABOVE_BYTES:
+        return png, "image/png"
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(png)).convert("RGB").save(buf, format="JPEG", quality=88)
+    return buf.getvalue(), "image/jpeg"
+
+
+def _copy_run_png(src: Path, png: Path) -> None:
+    if not src.is_file():
+        raise FileNotFoundError(f"{src} is missing (written at the end of `mapper run`)")
+    png.write_bytes(src.read_bytes())
+
+
+# ---------------------------------------------------------------------------------------------- the page
+def _num(key: str, value, text: str | None = None) -> str:
+    """A number of the validation as a table cell carrying its JSON path and exact value."""
+    shown = text if text is not None else _fmt(value)
+    return f'<td class="num" data-key="{html.escape(key)}" data-value=\'{html.escape(json.dumps(value))}\'>{shown}</td>'
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.{digits}f}"
+    return html.escape(str(value))
+
+
+def _page(run_dir: Path, validation: dict, figures: list[_Figure]) -> str:
+    run = validation.get("run", {})
+    title = f"mapper report — {run.get('region', run_dir.name)}"
+    parts = [
+        f"<h1>{html.escape(title)}</h1>",
+        _run_section(run_dir, validation),
+        _pixel_section(validation),
+        _semantic_section(validation),
+        _province_section(validation),
+        _figure_section(figures),
+    ]
+    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    parts.append(f"<footer>Written by <code>mapper report</code> on {generated}. The numbers are those of "
+                 "<code>mapper validate --json</code> (also in the run's validation.json).</footer>")  # fmt: skip
+    return _HTML.format(title=html.escape(title), style=_STYLE, body="\n".join(parts), script=_SCRIPT)
+
+
+def _run_section(run_dir: Path, validation: dict) -> str:
+    run = validation.get("run", {})
+    missing = validation.get("missing", {})
+    rows = [
+        ("run directory", html.escape(str(run_dir.resolve()))),
+        ("region", html.escape(f"{run.get('region')} ({run.get('region_kind')})")),
+        ("sources", html.escape(", ".join(run.get("sources", [])))),
+        ("blocks", f"{run.get('blocks_done', 0):,} mapped of {run.get('blocks_planned', 0):,} planned"),
+    ]
+    if run.get("world_seed") is not None:
+        rows.append(("simulated world", f"seed {run['world_seed']}"))
+    notes = []
+    if missing.get("blocks_pending"):
+        notes.append(f"{len(missing['blocks_pending']):,} block(s) pending: finish with "
+                     f"<code>mapper run --resume {html.escape(str(run_dir))}</code>")  # fmt: skip
+    if missing.get("blocks_failed"):
+        notes.append(f"{len(missing['blocks_failed']):,} block(s) failed (see run.log and the validation)")
+    for f in missing.get("files", []):
+        notes.append(f"missing: {html.escape(str(f))}")
+    body = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
+    note = "".join(f'<p class="warn">{n}</p>' for n in notes)
+    return f'<section><h2>Run</h2><table class="kv">{body}</table>{note}</section>'
+
+
+def _pixel_section(validation: dict) -> str:
+    pix = validation.get("pixel_iou") or {}
+    maps = [m for m in pix.get("maps", []) if isinstance(pix.get(m), dict)]
+    head = "<tr><th>map</th><th>IoU</th><th>precision</th><th>recall</th><th>blocks</th></tr>"
+    rows = []
+    for m in maps:
+        e = pix[m]
+        cells = "".join(_num(f"pixel_iou.{m}.{k}", e.get(k)) for k in ("iou", "precision", "recall", "blocks"))
+        rows.append(f"<tr><th>{html.escape(m)}</th>{cells}</tr>")
+    truth = html.escape(str(pix.get("truth") or "no truth: give --labels"))
+    note = f"<p>Against {truth}; in true ground area. {html.escape(str(pix.get('no_imagery', '')))}</p>"
+    return f"<section><h2>1. Pixel level</h2>{note}<table>{head}{''.join(rows)}</table></section>"
+
+
+def _semantic_section(validation: dict) -> str:
+    sem = validation.get("semantic_correctness") or {}
+    maps = [m for m in sem.get("maps", []) if isinstance(sem.get(m), dict)]
+    head = "<tr><th>map</th><th>correct (TP + TN)</th><th>blocks</th><th>from</th><th>model's rate</th></tr>"
+    rows = []
+    for m in maps:
+        e = sem[m]
+        cells = _num(f"semantic_correctness.{m}.rate", e.get("rate")) + _num(f"semantic_correctness.{m}.n", e.get("n"))
+        cells += f"<td>{html.escape(str(e.get('from', '')))}</td>"
+        cells += _num(f"semantic_correctness.{m}.model_rate", e.get("model_rate"))
+        rows.append(f"<tr><th>{html.escape(m)}</th>{cells}</tr>")
+    return f"<section><h2>2. Block level</h2><table>{head}{''.join(rows)}</table></section>"
+
+
+_AREA_KEYS = ("mapped_ha", "statistic_ha", "pcs", "within_10pct")
+
+
+def _province_section(validation: dict) -> str:
+    head = ("<tr><th>province</th><th>mapped ha</th><th>statistic ha</th><th>PCS</th><th>within ±10 %</th>"
+            "<th>statistic</th><th>stop</th></tr>")  # fmt: skip
+    rows, verdicts = [], []
+    for i, p in enumerate(validation.get("provinces", [])):
+        stop = p.get("stop") or {}
+        cells = "".join(
+            _num(f"provinces.{i}.{k}", p.get(k)) for k in ("mapped_ha", "statistic_ha", "pcs", "within_10pct")
+        )
+        cells += f"<td>{html.escape(str(p.get('statistic_source') or '–'))}</td>"
+        verdict = "stop" if stop.get("stop") else "continue"
+        cells += _num(f"provinces.{i}.stop.stop", stop.get("stop"), verdict)
+        rows.append(f"<tr><th>{html.escape(p['province'])}</th>{cells}</tr>")
+        verdicts.append(_verdict(p, stop))
+    pref_rows = []
+    for i, p in enumerate(validation.get("prefectures", [])):
+        cells = "".join(
+            _num(f"prefectures.{i}.{k}", p.get(k)) for k in ("mapped_ha", "statistic_ha", "pcs", "within_10pct")
+        )
+        pref_rows.append(f"<tr><th>{html.escape(str(p.get('prefecture')))}</th>{cells}"
+                         f"<td>{html.escape(str(p.get('comparison') or ''))}</td></tr>")  # fmt: skip
+    pref = ""
+    if pref_rows:
+        pref = ("<details><summary>Prefectures</summary><table><tr><th>prefecture</th><th>mapped ha</th>"
+                "<th>statistic ha</th><th>PCS</th><th>within ±10 %</th><th>compared with</th></tr>"
+                f"{''.join(pref_rows)}</table></details>")  # fmt: skip
+    return (f"<section><h2>3. Province level and the stop verdict</h2><table>{head}{''.join(rows)}</table>"
+            f"{''.join(verdicts)}{pref}</section>")  # fmt: skip
+
+
+def _verdict(province: dict, stop: dict) -> str:
+    criteria = stop.get("criteria", {})
+    reasons = "; ".join(html.escape(c.get("reason", "")) for c in criteria.values())
+    if stop.get("stop"):
+        text = f"<b>{html.escape(province['province'])}: stop</b> — every criterion met ({reasons})."
+        return f'<p class="ok">{text}</p>'
+    failing = ", ".join(html.escape(str(f)) for f in stop.get("failing", []))
+    text = f"<b>{html.escape(province['province'])}: another labelling round</b> — failing: {failing} ({reasons})."
+    return f'<p class="warn">{text}</p>'
+
+
+def _figure_section(figures: list[_Figure]) -> str:
+    out = ["<section><h2>Figures</h2>"]
+    for f in figures:
+        paper = f' <span class="paper">(paper {html.escape(f.paper)})</span>' if f.paper else ""
+        out.append(f"<figure><figcaption><b>{html.escape(f.title)}</b>{paper}. {html.escape(f.caption)}"
+                   "</figcaption>")  # fmt: skip
+        if f.png is not None:
+            data = base64.b64encode(f.png).decode("ascii")
+            out.append(f'<img alt="{html.escape(f.title)}" src="data:{f.mime};base64,{data}">')
+        else:
+            out.append(f'<p class="warn">Not drawn: {html.escape(f.problem or "")}</p>')
+        out.append("</figure>")
+    out.append("</section>")
+    return "\n".join(out)
+
+
+_HTML = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>{style}</style></head>
+<body>
+<p id="image-warning" class="warn" hidden></p>
+{body}
+<script>{script}</script>
+</body></html>
+"""
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 1.5em auto; padding: 0 1em; color: #222; }
+h1 { font-size: 1.5em; } h2 { font-size: 1.2em; border-bottom: 1px solid #ccc; padding-bottom: .2em; }
+table { border-collapse: collapse; margin: .5em 0; } th, td { padding: .25em .7em; border-bottom: 1px solid #eee; }
+th { text-align: left; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+table.kv th { color: #555; font-weight: normal; }
+figure { margin: 1.5em 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
+figcaption { margin-bottom: .4em; } .paper { color: #777; }
+.warn { background: #fff3cd; padding: .4em .6em; } .ok { background: #e6f4ea; padding: .4em .6em; }
+footer { color: #777; font-size: .85em; margin-top: 2em; }
+"""
+
+# Counts the figures the browser decoded; a figure that did not load gets a visible banner.
+_SCRIPT = """
+window.addEventListener("load", function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
+  document.body.setAttribute("data-images-total", String(imgs.length));
+  document.body.setAttribute("data-images-loaded", String(ok));
+  if (ok < imgs.length) {
+    var w = document.getElementById("image-warning");
+    w.textContent = (imgs.length - ok) + " of " + imgs.length + " figures did not load.";
+    w.hidden = false;
+  }
+});
+"""
