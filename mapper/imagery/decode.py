@@ -7,15 +7,14 @@ none of these may enter a mosaic or the cache as imagery.
 from __future__ import annotations
 
 import hashlib
-import zlib
 
 import cv2
 import numpy as np
 
+from mapper.imagery.png_decode import PNG_SIGNATURE, PNGDamaged, decode_png_rgb8, png_chunks
 from mapper.imagery.sources import TileResult
 from mapper.imagery.tilegrid import TILE_SIZE
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_END = b"IEND\xaeB`\x82"
 JPEG_START = b"\xff\xd8"
 JPEG_END = b"\xff\xd9"
@@ -44,21 +43,10 @@ def check_png_chunks(body: bytes) -> None:
 
     Decoders differ in what they do with a damaged PNG (GDAL's returns garbage pixels without an error),
     so a body is checked before any decoder sees it."""
-    pos, n, types = len(PNG_SIGNATURE), len(body), []
-    while pos + 12 <= n:
-        length = int.from_bytes(body[pos : pos + 4], "big")
-        end = pos + 12 + length
-        if end > n:
-            raise TileDecodeError("truncated PNG (a chunk runs past the end of the body)")
-        ctype = body[pos + 4 : pos + 8]
-        if zlib.crc32(body[pos + 4 : pos + 8 + length]) != int.from_bytes(body[end - 4 : end], "big"):
-            raise TileDecodeError(f"damaged PNG (bad CRC in a {ctype.decode('latin-1')} chunk)")
-        types.append(ctype)
-        pos = end
-        if ctype == b"IEND":
-            break
-    if not types or types[0] != b"IHDR" or types[-1] != b"IEND" or b"IDAT" not in types:
-        raise TileDecodeError("truncated PNG (IHDR, IDAT or IEND missing)")
+    try:
+        png_chunks(body)
+    except PNGDamaged as e:
+        raise TileDecodeError(str(e)) from None
 
 
 def check_complete(body: bytes, fmt: str) -> None:
@@ -76,11 +64,17 @@ def decode_tile(body: bytes) -> tuple[np.ndarray, np.ndarray | None]:
     if not body:
         raise TileDecodeError("empty body")
     fmt = sniff_format(body)
-    check_complete(body, fmt)
     if fmt == "png":
-        fast = _decode_png_with_gdal(body)
+        try:  # chunks and CRCs checked, then 8-bit RGB(A) decoded directly (mapper.imagery.png_decode)
+            fast = decode_png_rgb8(body)
+        except PNGDamaged as e:
+            raise TileDecodeError(str(e)) from None
+        if fast is None:  # another PNG flavour
+            fast = _decode_png_with_gdal(body)
         if fast is not None:
             return fast
+    else:
+        check_complete(body, fmt)
     arr = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_UNCHANGED)
     if arr is None:
         raise TileDecodeError(f"{fmt} body could not be decoded")
@@ -98,21 +92,24 @@ def decode_tile(body: bytes) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def _decode_png_with_gdal(body: bytes):
-    """8-bit RGB(A) PNGs through GDAL's PNG driver: ~2.5x faster than OpenCV's or Pillow's decoder here.
-    Other PNG flavours (palette, grey, 16-bit) return None and take the OpenCV path."""
+    """8-bit RGB(A) PNGs that png_decode leaves alone (interlaced, a tRNS colour key, ...) through GDAL's PNG
+    driver. Other PNG flavours (palette, grey, 16-bit) return None and take the OpenCV path."""
     import warnings
 
-    from rasterio.errors import NotGeoreferencedWarning
+    from rasterio.errors import NotGeoreferencedWarning, RasterioError
     from rasterio.io import MemoryFile
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with MemoryFile(body) as mem, mem.open() as ds:
-            if ds.count not in (3, 4) or ds.dtypes[0] != "uint8" or ds.shape != (TILE_SIZE, TILE_SIZE):
-                return None
-            if ds.colorinterp[0].name == "palette":
-                return None
-            data = ds.read()
+        try:
+            with MemoryFile(body) as mem, mem.open() as ds:
+                if ds.count not in (3, 4) or ds.dtypes[0] != "uint8" or ds.shape != (TILE_SIZE, TILE_SIZE):
+                    return None
+                if ds.colorinterp[0].name == "palette":
+                    return None
+                data = ds.read()
+        except RasterioError:  # libpng refused it: OpenCV's libpng gives the verdict, as a TileDecodeError
+            return None
     rgb = np.ascontiguousarray(np.moveaxis(data[:3], 0, -1))
     if ds.count == 4:
         valid = data[3] > 0
