@@ -141,3 +141,20 @@ def test_a_run_without_its_block_table_still_gets_a_report(world_run, tmp_path):
     text = (copy / "report" / "index.html").read_text(encoding="utf-8")
     assert text.count("Not drawn:") == 4  # the four block maps; the charts from the validation are there
     assert "Semantic correctness distribution" in text
+
+
+def test_comparisons_of_the_run_are_in_the_report(world_run, tmp_path):
+    """`mapper compare` results in RUN_DIR/compare/ join the report as figures with their numbers."""
+    from mapper.cli.compare import compare
+
+    copy = tmp_path / "run"
+    shutil.copytree(world_run, copy, ignore=shutil.ignore_patterns("compare"))
+    res = CliRunner().invoke(compare, [str(copy), str(copy / "map" / "cropland.vrt"), "--name", "itself", "-q"])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(report, [str(copy), "-q"])
+    assert res.exit_code == 0 and "(12 figures)" in res.output, res.output
+    html_path = copy / "report" / "index.html"
+    assert "Deviation map against cropland.vrt" in html_path.read_text(encoding="utf-8")
+    assert "IoU 1.000" in html_path.read_text(encoding="utf-8")
+    page = rendered(html_path)
+    assert page.body.get("data-images-loaded") == page.body.get("data-images-total") == "12"

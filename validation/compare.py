@@ -59,6 +59,7 @@ class Comparison:
 
     summary: dict
     rows: list[dict]
+    region_geometry: object = None  # the run's region (shapely, EPSG:4326), outlined on the deviation map
 
 
 def open_other(path: Path | str, cropland_values=(1,)) -> OtherMap:
@@ -201,11 +202,12 @@ def compare_run(run_dir: Path | str, other: OtherMap, min_af: float = 0.1, progr
             row = _block_row(run, other, block, resampling if block.id in hit_ids else None)
             rows.append({**row, "slope_median_deg": slopes.get(block.id, math.nan)})
         summary = _summary(run, other, rows, min_af, resampling, side_m)
+        region_geometry = run.region.geometry
     finally:
         run.close()
     if not summary["blocks"]["compared"]:
         raise ValidationInputError(f"{other.path} has no data over the run's mapped pixels (all nodata there)")
-    return Comparison(summary, rows)
+    return Comparison(summary, rows, region_geometry)
 
 
 def _block_row(run, other: OtherMap, block, resampling: str | None) -> dict:
@@ -325,7 +327,8 @@ def write_comparison(comparison: Comparison, out_dir: Path | str) -> dict:
     with atomic_path(out / "blocks.csv") as tmp:
         pd.DataFrame(comparison.rows, columns=COLUMNS).to_csv(tmp, index=False, float_format="%.6g")
     deviation_vs_slope_png(summary, out / "deviation_vs_slope.png", title)
-    deviation_map_png(comparison.rows, summary["block_level"]["min_af"], out / "deviation_map.png", title)
+    deviation_map_png(comparison.rows, summary["block_level"]["min_af"], out / "deviation_map.png", title,
+                      region_geometry=comparison.region_geometry)  # fmt: skip
     names = ("compare.json", "blocks.csv", "deviation_vs_slope.png", "deviation_map.png")
     summary = {**summary, "outputs": {n: str(out / n) for n in names}}
     atomic_write_text(out / "compare.json", json.dumps(summary, indent=1, ensure_ascii=False) + "\n")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mapper.run.plotting import degree_ticks, figure, lat_label, lon_label, save_png
+from mapper.run.plotting import degree_ticks, figure, lat_label, lon_label, outline_segments, save_png
 
 PANELS = (("area_fraction", "div_af", "area fraction"), ("edge_density", "div_ed", "edge density"))
 MARKER_PT = 9.0  # smallest side of a block on the page, in points: a sample of blocks stays visible
@@ -52,19 +52,20 @@ def deviation_vs_slope_png(summary: dict, out_png: Path | str, title: str) -> Pa
     return save_png(fig, out_png)
 
 
-def deviation_map_png(rows: list[dict], min_af: float, out_png: Path | str, title: str) -> Path:
+def deviation_map_png(rows: list[dict], min_af: float, out_png: Path | str, title: str, region_geometry=None) -> Path:
     """Two maps (Div_AF, Div_ED): each block drawn at its lon/lat extent, red where the other map overestimates
     and blue where it underestimates, on a colour scale symmetric around 0; blocks with AF_C ≤ min_af or no Div
     in grey, blocks the other map does not cover outlined. A sample (under SPARSE_MAX_BLOCKS blocks) is drawn
-    outlined, each block enlarged to MARKER_PT when smaller, so that it can be seen."""
-    from matplotlib.collections import PatchCollection
+    outlined, each block enlarged to MARKER_PT when smaller, so that it can be seen. `region_geometry`
+    (EPSG:4326): the run's region, outlined, and the view spans it."""
+    from matplotlib.collections import LineCollection, PatchCollection
     from matplotlib.colors import Normalize
     from matplotlib.patches import Patch, Rectangle
 
     from mapper.grid.blocks import BLOCK_DEG
 
     lon, lat = np.array([r["lon"] for r in rows]), np.array([r["lat"] for r in rows])
-    view = _view(lon, lat, BLOCK_DEG)
+    view = _view(lon, lat, BLOCK_DEG, region_geometry)
     aspect = 1.0 / math.cos(math.radians((view[1] + view[3]) / 2))
     w_deg, h_deg = view[2] - view[0], (view[3] - view[1]) * aspect
     panel_w = 4.6  # inches of map per panel
@@ -102,6 +103,9 @@ def deviation_map_png(rows: list[dict], min_af: float, out_png: Path | str, titl
         cbar = fig.colorbar(coloured, ax=ax, shrink=0.8, pad=0.03, extend="both" if beyond else "neither")
         cbar.set_label(f"Div of {name} (%): red over, blue under")
         cbar.ax.axhline(0.0, color="black", linewidth=0.8)
+        if region_geometry is not None:
+            segs = outline_segments([region_geometry], view)
+            ax.add_collection(LineCollection(segs, colors="black", linewidths=0.8, zorder=1))
         _finish_axes(ax, view, aspect)
         median = f"median {np.median(div[shown]):+.1f} %" if shown.any() else "no block coloured"
         ax.set_title(f"{name}: {int(shown.sum())} block(s) with AF_C > {min_af:g}; {median}", fontsize=9)
@@ -120,10 +124,14 @@ def _num(v) -> float:
     return math.nan if v is None else float(v)
 
 
-def _view(lon: np.ndarray, lat: np.ndarray, block_deg: float) -> tuple[float, float, float, float]:
-    """(west, south, east, north) around the blocks, padded so a single block does not touch the frame."""
+def _view(lon: np.ndarray, lat: np.ndarray, block_deg: float, region_geometry=None) -> tuple[float, ...]:
+    """(west, south, east, north) around the blocks and the region, padded so a single block does not touch
+    the frame."""
     w, e = lon.min() - block_deg / 2, lon.max() + block_deg / 2
     s, n = lat.min() - block_deg / 2, lat.max() + block_deg / 2
+    if region_geometry is not None:
+        rw, rs, re, rn = region_geometry.bounds
+        w, s, e, n = min(w, rw), min(s, rs), max(e, re), max(n, rn)
     pad = max(0.04 * max(e - w, n - s), block_deg / 2)
     return w - pad, s - pad, e + pad, n + pad
 

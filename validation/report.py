@@ -129,6 +129,10 @@ def _figures(run_dir: Path, validation: dict, tmp: Path) -> list[_Figure]:
     add("Feature importance of the decision models", "Fig. 11",
         "Permutation importance measured on the models' held-out 20 % when they were trained.",
         lambda png: importance_png(_model_metrics(run_dir), png))  # fmt: skip
+    for summary_path in sorted((run_dir / "compare").glob("*/compare.json")):
+        for fig_title, fig_file, fig_caption in _comparison_figures(summary_path):
+            draw = lambda png, f=fig_file: _copy_run_png(f, png, "`mapper compare`")  # noqa: E731
+            add(fig_title, "Figs. 14-15", fig_caption, draw)
     for name, title, caption in (
         ("map_preview.png", "Final map preview", "The final map, decimated (cropland green, no imagery white)."),
         ("blocks.png", "Mapped blocks", "A dozen mapped blocks: imagery with the final cropland over it."),
@@ -193,9 +197,33 @@ def _compact(png: bytes) -> tuple[bytes, str]:
     return buf.getvalue(), "image/jpeg"
 
 
-def _copy_run_png(src: Path, png: Path) -> None:
+def _comparison_figures(summary_path: Path) -> list[tuple[str, Path, str]]:
+    """The two figures of a `mapper compare` result in RUN_DIR/compare/NAME/, with its numbers as caption."""
+    try:
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        other = Path(summary["other"]["path"]).name
+        pixel, block = summary["pixel"], summary["block_level"]
+        numbers = (f"IoU {_fmt(pixel.get('iou'))}; over the {block['blocks']} blocks with AF > {block['min_af']:g}, "
+                   f"median Div of area fraction {_pct(block['area_fraction']['median_div'])} and of edge density "
+                   f"{_pct(block['edge_density']['median_div'])}")  # fmt: skip
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        numbers, other = f"(its compare.json could not be read: {e})", summary_path.parent.name
+    folder = summary_path.parent
+    return [
+        (f"Deviation map against {other}", folder / "deviation_map.png",
+         f"`mapper compare` of this run (C) with {other} (T): Div = (T − C)/C per block. {numbers}."),
+        (f"Deviation versus slope against {other}", folder / "deviation_vs_slope.png",
+         "Blocks by their median slope and their Div of area fraction and edge density."),
+    ]  # fmt: skip
+
+
+def _pct(value) -> str:
+    return "–" if value is None else f"{100 * value:+.1f} %"
+
+
+def _copy_run_png(src: Path, png: Path, writer: str = "`mapper run` at its end") -> None:
     if not src.is_file():
-        raise FileNotFoundError(f"{src} is missing (written at the end of `mapper run`)")
+        raise FileNotFoundError(f"{src} is missing (written by {writer})")
     png.write_bytes(src.read_bytes())
 
 
