@@ -1,8 +1,11 @@
 """Block mosaic + GeoTIFF: mapper versus GDAL's WMS/TMS driver, over the same local tiles.
 
-mapper: a file-backed TileSource reads and decodes each tile (mapper.imagery.decode), `mosaic_window` places
-the tiles on the block's pixel grid and `write_mosaic` writes the tiled GeoTIFF with its mask, as the product
-does by default (MosaicConfig: zstd level 1, predictor 2, compressed on all cores).
+mapper: a file-backed TileSource reads and decodes each tile (mapper.imagery.decode) and `write_block_mosaic`
+writes the block's tiled GeoTIFF with its mask as the product does (MosaicConfig: zstd level 1, predictor 2,
+compressed on all cores), streaming: the tiles are fetched one tile row at a time and each finished strip of
+GeoTIFF tiles is compressed while the next row decodes. The same work done one step after the other
+(`mosaic_window`, then `write_mosaic`: the same file, byte for byte) is timed too, for its two parts: the
+mosaic step (tiles → block raster) and the write.
 GDAL: the TMS minidriver reads the block's window from the same `file://` tiles (4 bands, alpha = mask) and
 rasterio writes a GeoTIFF with the very same creation options and internal mask, with GDAL's defaults
 (`gdal`) and, for a peer that also compresses on all cores, with GDAL_NUM_THREADS=ALL_CPUS (`gdal_mtw`).
@@ -29,7 +32,7 @@ from benchmarks.common import (
     wms_xml,
 )
 from mapper.config.models import MosaicConfig
-from mapper.imagery.mosaic import geotiff_profile, mosaic_window, write_mosaic
+from mapper.imagery.mosaic import geotiff_profile, mosaic_window, write_block_mosaic, write_mosaic
 from mapper.imagery.tilegrid import PixelWindow
 
 
@@ -64,7 +67,16 @@ def gdal_mosaic(xml: str, window: PixelWindow, path: Path, write_env: dict | Non
 
 
 def mapper_mosaic(source: FileTileSource, window: PixelWindow, path: Path) -> tuple[float, float]:
-    """mapper's path: fetch+decode+place, then write. (mosaic s, write s)"""
+    """mapper's path as the product runs it: fetch, decode, place and write, streamed. (0, total s)"""
+    import time
+
+    t0 = time.perf_counter()
+    write_block_mosaic(source, window, path, **OUTPUT.model_dump())
+    return 0.0, time.perf_counter() - t0
+
+
+def mapper_oneshot(source: FileTileSource, window: PixelWindow, path: Path) -> tuple[float, float]:
+    """The same, one step after the other: fetch+decode+place, then write. (mosaic s, write s)"""
     import time
 
     t0 = time.perf_counter()
@@ -99,8 +111,11 @@ def run(
 ) -> list[dict]:
     """One row per case: median ms of each mapper variant and of GDAL, their parts and the ratios.
 
-    Variants: `mapper_{w}t` (w decode threads, the product's write), `gdal` (GDAL's defaults) and, with
-    `threaded_write`, `gdal_mtw` (GDAL compressing on all cores, like the product).
+    Variants: `mapper_{w}t` (w decode threads, write_block_mosaic: the product's streamed path),
+    `oneshot_{w}t` (mosaic_window, then write_mosaic), `gdal` (GDAL's defaults) and, with `threaded_write`,
+    `gdal_mtw` (GDAL compressing on all cores, like the product). A row's `mapper_{w}t_ms` is the streamed
+    path's time; its `mapper_{w}t_read_ms` and `mapper_{w}t_write_ms` are the one-shot path's two steps
+    (the streamed path overlaps them); `mosaic_ratio_{w}t` compares GDAL's read with the mosaic step.
     """
     rows = []
     root = Path(tiles_root) / fmt
@@ -114,13 +129,17 @@ def run(
         try:
             for case in cases:
                 win = case.window
-                m_out, g_out = tmp / "m.tif", tmp / "g.tif"
+                m_out, o_out, g_out = tmp / "m.tif", tmp / "o.tif", tmp / "g.tif"
                 variants = {f"mapper_{w}t": partial(mapper_mosaic, s, win, m_out) for w, s in sources.items()}
+                variants |= {f"oneshot_{w}t": partial(mapper_oneshot, s, win, o_out) for w, s in sources.items()}
                 variants["gdal"] = partial(gdal_mosaic, xml, win, g_out)
                 if threaded_write:
                     variants["gdal_mtw"] = partial(gdal_mosaic, xml, win, g_out, THREADED_WRITE)
                 variants["gdal"]()  # warm-up, and check both do the same work
                 variants[f"mapper_{wmax}t"]()
+                variants[f"oneshot_{wmax}t"]()
+                if m_out.read_bytes() != o_out.read_bytes():
+                    raise AssertionError(f"{case.label} {fmt}: the streamed and the one-shot GeoTIFFs differ")
                 # PNG is lossless: identical pixels. JPEG is not decoded identically: OpenCV's libjpeg-turbo and
                 # GDAL's own IJG libjpeg 9 upsample chroma differently (tens of levels apart at colour edges).
                 diff = output_difference(m_out, g_out)
@@ -143,14 +162,21 @@ def run(
                     row[f"{name}_read_ms"] = 1000 * median(a for a, _ in ts)
                     row[f"{name}_write_ms"] = 1000 * median(b for _, b in ts)
                 for w in workers:
+                    row[f"mapper_{w}t_oneshot_ms"] = row.pop(f"oneshot_{w}t_ms")
+                    row[f"mapper_{w}t_read_ms"] = row.pop(f"oneshot_{w}t_read_ms")  # the mosaic step
+                    row[f"mapper_{w}t_write_ms"] = row.pop(f"oneshot_{w}t_write_ms")
                     row[f"ratio_{w}t"] = row["gdal_ms"] / row[f"mapper_{w}t_ms"]
+                    row[f"ratio_{w}t_oneshot"] = row["gdal_ms"] / row[f"mapper_{w}t_oneshot_ms"]
                     row[f"mosaic_ratio_{w}t"] = row["gdal_read_ms"] / row[f"mapper_{w}t_read_ms"]
                 if threaded_write:
                     row[f"ratio_{wmax}t_vs_gdal_mtw"] = row["gdal_mtw_ms"] / row[f"mapper_{wmax}t_ms"]
                 rows.append(row)
+                ms = {k: row.get(f"{k}_ms", row.get(f"mapper_{k[8:]}_oneshot_ms")) for k in variants}
+                steps = ", ".join(f"{row[f'mapper_{w}t_read_ms']:.0f}" for w in workers)
                 log(
                     f"  {case.label} {fmt}: "
-                    + ", ".join(f"{k} {row[f'{k}_ms']:.0f} ms" for k in variants)
+                    + ", ".join(f"{k} {v:.0f} ms" for k, v in ms.items())
+                    + f" (mosaic step {steps} ms)"
                     + "; GDAL/mapper: "
                     + ", ".join(f"{k[6:]} {v:.2f}×" for k, v in row.items() if k.startswith("ratio_"))
                 )
@@ -208,7 +234,9 @@ WRITE_OPTIONS = {
     "deflate z1, NUM_THREADS=ALL_CPUS": {"compress": "deflate", "zlevel": 1, "num_threads": "ALL_CPUS"},
     "zstd level 1": {"compress": "zstd", "zstd_level": 1},
     "zstd level 1, NUM_THREADS=ALL_CPUS (write_mosaic default)": {
-        "compress": "zstd", "zstd_level": 1, "num_threads": "ALL_CPUS"
+        "compress": "zstd",
+        "zstd_level": 1,
+        "num_threads": "ALL_CPUS",
     },
     "uncompressed": {"compress": "none"},
 }

@@ -12,14 +12,14 @@ def test_spread_sample_is_deterministic_and_spread():
 
 
 def test_a_failing_block_is_recorded_and_the_others_go_on(tmp_path, monkeypatch):
-    real = fetch_mod.mosaic_block
+    real = fetch_mod.write_block_mosaic
 
-    def flaky(source, block, zoom=16):
+    def flaky(source, block, path, **options):
         if block.id == "5871_2243":
             raise OSError("disk hiccup")
-        return real(source, block, zoom)
+        return real(source, block, path, **options)
 
-    monkeypatch.setattr(fetch_mod, "mosaic_block", flaky)
+    monkeypatch.setattr(fetch_mod, "write_block_mosaic", flaky)
     config = load_config()
     ids = ["5871_2242", "5871_2243"]  # two small Macao blocks
     summary = fetch_blocks(config, "demo-a", ids, tmp_path, progress=False)
@@ -29,7 +29,7 @@ def test_a_failing_block_is_recorded_and_the_others_go_on(tmp_path, monkeypatch)
     failures = json.loads((tmp_path / "demo-a" / "failures.json").read_text())
     assert failures == {"5871_2243": "OSError: disk hiccup"}
     # Next run: the failed block is retried, the finished one kept.
-    monkeypatch.setattr(fetch_mod, "mosaic_block", real)
+    monkeypatch.setattr(fetch_mod, "write_block_mosaic", real)
     again = fetch_blocks(config, "demo-a", ids, tmp_path, progress=False)
     assert (again.written, again.skipped, again.failed) == (1, 1, 0)
     assert not (tmp_path / "demo-a" / "failures.json").exists()

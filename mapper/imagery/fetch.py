@@ -9,7 +9,7 @@ from pathlib import Path
 
 from mapper.config.loader import save_resolved_config
 from mapper.grid.blocks import Block
-from mapper.imagery.mosaic import mosaic_block, write_mosaic
+from mapper.imagery.mosaic import write_block_mosaic
 from mapper.imagery.sources import open_source
 from mapper.store.atomic import atomic_write_text
 
@@ -55,8 +55,8 @@ def fetch_blocks(config, source_name: str, block_ids: list[str], out_dir: Path, 
                 summary.skipped += 1
                 continue
             try:
-                mosaic = mosaic_block(source, Block.parse(block_id), config.zoom)
-                write_mosaic(mosaic, path, **config.mosaic.model_dump())
+                mosaic = write_block_mosaic(source, Block.parse(block_id), path, zoom=config.zoom,
+                                            **config.mosaic.model_dump())  # fmt: skip
             except Exception as e:  # one bad block must not stop the others; it is recorded
                 log.exception("block %s failed", block_id)
                 summary.failed += 1

@@ -125,11 +125,11 @@ class Fetcher(Worker):
 
     def one(self, item: dict) -> dict:
         from mapper.grid.blocks import Block
-        from mapper.imagery.mosaic import mosaic_block, write_mosaic
+        from mapper.imagery.mosaic import write_block_mosaic
 
         block_id, source = item["block_id"], item["source"]
-        mosaic = mosaic_block(self._source(source), Block.parse(block_id), self.config.zoom)
-        write_mosaic(mosaic, self.layout.mosaic(source, block_id), **self.config.mosaic.model_dump())
+        path, options = self.layout.mosaic(source, block_id), self.config.mosaic.model_dump()
+        mosaic = write_block_mosaic(self._source(source), Block.parse(block_id), path, zoom=self.config.zoom, **options)
         return {"valid_fraction": float(mosaic.valid.mean()), "missing_tiles": len(mosaic.missing_tiles)}
 
     def close(self) -> None:
