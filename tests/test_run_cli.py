@@ -74,3 +74,19 @@ def test_a_block_without_any_imagery_is_mapped_as_nodata(tmp_path):
         assert (src.read(1) == 255).all()
     area = pd.read_csv(root / "area.csv")
     assert not area["region_covers_province"].iloc[0] and np.isnan(area["pcs"].iloc[0])
+
+
+def test_the_summary_says_a_sample_total_is_rough_and_what_to_run_next():
+    from mapper.run.outputs import summary_text
+
+    province = {"province": "Guangdong", "mapped_cropland_ha": 2.06e6, "estimate": True, "blocks_done": 8,
+                "blocks_in_province": 6662, "region_covers_province": True, "cropland_ha_in_mapped_blocks": 2098.0,
+                "statistic_ha": 1.03e6, "statistic_source": "simulated world, seed 0", "pcs": 1.99}  # fmt: skip
+    summary = {"region": "Guangdong", "finished": 8, "blocks": 8, "failed": 0, "seconds": 150.0,
+               "run_dir": "runs/gd", "provinces": [province], "outputs": {}, "failures": []}  # fmt: skip
+    text = summary_text(summary)
+    assert "estimated from 8 of 6,662 blocks" in text and "PCS 1.990" in text
+    assert "`mapper validate runs/gd` gives its 95 % interval" in text
+    assert "next: `mapper validate runs/gd`" in text and "`mapper report runs/gd`" in text
+    whole = summary_text({**summary, "provinces": [{**province, "estimate": False}]})
+    assert "rough" not in whole and "next:" in whole

@@ -231,6 +231,12 @@ def summary_text(s: dict) -> str:
         lines.append(f"  polygons: {len(s['outputs']['polygons'])} GeoPackage(s) in {Path(s['run_dir']) / 'polygons'}")
     for f in s["failures"][:10]:
         lines.append(f"  failed: block {f['block_id']} {f['stage']} {f['source']}: {f['error']}")
+    run_dir = s["run_dir"]
+    if any(p["estimate"] for p in s["provinces"]):  # a sample's total alone is a rough figure: say what is sure
+        lines.append(f"  a sample's province total is rough: `mapper validate {run_dir}` gives its 95 % interval and "
+                     "compares the mapped blocks like for like")  # fmt: skip
+    lines.append(f"  next: `mapper validate {run_dir}` (pixel, block and province levels), `mapper report {run_dir}` "
+                 "(HTML)")  # fmt: skip
     return "\n".join(lines)
 
 
