@@ -152,9 +152,50 @@ def test_comparisons_of_the_run_are_in_the_report(world_run, tmp_path):
     res = CliRunner().invoke(compare, [str(copy), str(copy / "map" / "cropland.vrt"), "--name", "itself", "-q"])
     assert res.exit_code == 0, res.output
     res = CliRunner().invoke(report, [str(copy), "-q"])
-    assert res.exit_code == 0 and "(12 figures)" in res.output, res.output
+    assert res.exit_code == 0 and "(12 figures;" in res.output, res.output
     html_path = copy / "report" / "index.html"
     assert "Deviation map against cropland.vrt" in html_path.read_text(encoding="utf-8")
     assert "IoU 1.000" in html_path.read_text(encoding="utf-8")
     page = rendered(html_path)
     assert page.body.get("data-images-loaded") == page.body.get("data-images-total") == "12"
+
+
+def test_a_validation_of_the_same_inputs_is_reused_and_a_changed_input_revalidates(world_run, tmp_path, monkeypatch):
+    """A province's validation can take hours: the report takes RUN_DIR/validation.json when its basis (run
+    state, final files, labels, statistics, extra rounds) is the current one, and validates again otherwise."""
+    import os
+
+    import mapper.validation.validate as validate_module
+
+    copy = tmp_path / "run"
+    shutil.copytree(world_run, copy, ignore=shutil.ignore_patterns("compare"))
+    (copy / "validation.json").unlink(missing_ok=True)
+    calls = []
+    real = validate_module._build_report
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(validate_module, "_build_report", counted)
+    runner = CliRunner()
+
+    def make_report(*extra):
+        res = runner.invoke(report, [str(copy), "-q", *extra])
+        assert res.exit_code == 0, res.output
+        return res.output
+
+    assert "validated now" in make_report() and len(calls) == 1
+    saved = json.loads((copy / "validation.json").read_text())
+    out = make_report()
+    assert "validation reused" in out and len(calls) == 1  # same inputs: nothing recomputed
+    assert "computed earlier from the same inputs" in (copy / "report" / "index.html").read_text(encoding="utf-8")
+    assert json.loads((copy / "validation.json").read_text()) == saved  # left as it was
+    make_report("--extra-rounds", "1")
+    assert len(calls) == 2  # another input: validated again
+    make_report("--extra-rounds", "1", "--revalidate")
+    assert len(calls) == 3
+    final = next((copy / "final").glob("*.tif"))
+    os.utime(final, ns=(final.stat().st_atime_ns, final.stat().st_mtime_ns + 10**9))  # a rewritten final map
+    make_report("--extra-rounds", "1")
+    assert len(calls) == 4

@@ -1,10 +1,12 @@
 """`mapper report`: one self-contained HTML page about a run (every figure embedded as a PNG data URI, no
 external file, script or font), opened from disk in any browser.
 
-    write_report(run_dir, out=None, labels=None, statistics=None, extra_rounds=0, progress=False) -> Report
+    write_report(run_dir, out=None, labels=None, statistics=None, extra_rounds=0, progress=False,
+                 reuse=True) -> Report
 
-The numbers are `validate_run`'s, computed afresh (so the page and `mapper validate --json` agree; the run's
-validation.json is refreshed too). Every number shown from the validation carries `data-key` (its path in
+The numbers are `validate_run`'s, so the page and `mapper validate --json` agree: the run's validation.json
+when it was computed from the same inputs (mapper.validation.basis; a province's validation can take
+hours), else computed now (and saved). Every number shown from the validation carries `data-key` (its path in
 the validation JSON, e.g. `pixel_iou.final.iou`, `provinces.0.pcs`) and `data-value` (the exact JSON value),
 so a test or a script can check the page against the JSON. A figure that cannot be drawn becomes a note
 on the page and in Report.problems; the page is still written. A small inline script counts the figures
@@ -53,8 +55,9 @@ class _Figure:
 
 
 def write_report(run_dir: Path | str, out: Path | str | None = None, labels=None, statistics=None,
-                 extra_rounds: int = 0, progress: bool = False) -> Report:  # fmt: skip
-    """Validate the run (see mapper.validation.validate) and write the HTML page (default
+                 extra_rounds: int = 0, progress: bool = False, reuse: bool = True) -> Report:  # fmt: skip
+    """Validate the run (see mapper.validation.validate; with `reuse` the run's validation.json is taken as
+    it is when it was computed from the same inputs) and write the HTML page (default
     RUN_DIR/report/index.html) atomically."""
     from mapper.validation.validate import validate_run
 
@@ -62,7 +65,7 @@ def write_report(run_dir: Path | str, out: Path | str | None = None, labels=None
 
     run_dir = Path(run_dir)
     validation = validate_run(run_dir, labels=labels, statistics=statistics, extra_rounds=extra_rounds,
-                              progress=progress, write=True)  # fmt: skip
+                              progress=progress, write=True, reuse=reuse)  # fmt: skip
     out = Path(out) if out is not None else run_dir / REPORT_FILE
     with tempfile.TemporaryDirectory(prefix="mapper-report-") as tmp:
         figures = _figures(run_dir, validation, Path(tmp))
@@ -274,6 +277,8 @@ def _run_section(run_dir: Path, validation: dict) -> str:
     ]
     if run.get("world_seed") is not None:
         rows.append(("simulated world", f"seed {run['world_seed']}"))
+    if validation.get("reused"):
+        rows.append(("validation", f"{html.escape(validation['reused'])} (computed earlier from the same inputs)"))
     notes = []
     if missing.get("blocks_pending"):
         notes.append(f"{len(missing['blocks_pending']):,} block(s) pending: finish with "

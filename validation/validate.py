@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from mapper.validation.basis import validation_basis
 from mapper.validation.blocks import evaluate_blocks
 from mapper.validation.errors import ValidationInputError
 from mapper.validation.jsonready import json_ready
@@ -56,18 +57,28 @@ def validate_run(
     extra_rounds: int = 0,
     progress: bool = False,
     write: bool = True,
+    reuse: bool = False,
 ) -> dict:
     """The three-level validation of a run directory (see the module docstrings), as a JSON-ready dict with the
-    keys pixel_iou, semantic_correctness, provinces, prefectures, blocks, missing, run. With `write` it is
-    also saved atomically as RUN_DIR/validation.json (`written` names the file, or `write_error` says why not)."""
+    keys pixel_iou, semantic_correctness, provinces, prefectures, blocks, missing, run, and `basis` (what it was
+    computed from: mapper.validation.basis). With `write` it is
+    also saved atomically as RUN_DIR/validation.json (`written` names the file, or `write_error` says why not).
+    With `reuse`, a saved validation.json whose basis equals the current one is returned as it is (with
+    `reused` naming the file) instead of validating again."""
     from mapper.run.statistics import read_user_statistics
 
     if extra_rounds < 0:
         raise ValidationInputError(f"--extra-rounds {extra_rounds}: give the number of extra rounds, 0 or more")
     user_stats = read_user_statistics(statistics) if statistics is not None else None  # StatisticsError names rows
+    saved_path = Path(run_dir) / "validation.json"
     run = open_run(run_dir)
     try:
+        basis = validation_basis(run, labels, statistics, extra_rounds)
+        saved = _saved_report(saved_path) if reuse else None
+        if saved is not None and saved.get("basis") == basis:
+            return {**saved, "reused": str(saved_path)}
         report = _build_report(run, labels, user_stats, extra_rounds, progress)
+        report["basis"] = basis
     finally:
         run.close()
     report = json_ready(report)
@@ -121,6 +132,17 @@ def _run_summary(run: RunData) -> dict:
         "blocks_planned": len(run.rows),
         "blocks_done": len(run.done),
     }
+
+
+def _saved_report(path: Path) -> dict | None:
+    """An earlier validation.json, or None when there is none or it cannot be read (then validate again)."""
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(saved, dict):
+        return None
+    return {k: v for k, v in saved.items() if k != "written"}
 
 
 def _write_report(report: dict, path: Path) -> None:
