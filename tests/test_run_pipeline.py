@@ -119,7 +119,7 @@ def test_kill_9_at_a_random_moment_then_resume_redoes_nothing_and_ends_identical
     try:
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline and proc.poll() is None:
-            if (root / "state.sqlite").exists() and len(_done_tasks(root)) >= kill_after:
+            if (root / "run.json").exists() and len(_done_tasks(root)) >= kill_after:  # run.json: the schema is there
                 break
             time.sleep(0.05)
         time.sleep(random.Random(kill_after).random())  # somewhere inside the next task
@@ -169,7 +169,7 @@ def test_losing_a_ray_node_mid_run_loses_nothing(reference, one_thread, tmp_path
         def remove_segment_node():
             """When the first mask is done, take away the node running the segmentation actor."""
             while not removed:
-                if (root / "state.sqlite").exists() and any(k[2] == "segment" for k in _done_tasks(root)):
+                if (root / "run.json").exists() and any(k[2] == "segment" for k in _done_tasks(root)):
                     node_id = ray.get(executors[0].pools["segment"][0].node_id.remote())
                     node = next((w for w in workers if w.node_id == node_id), None)
                     if node is None:  # it runs on the head: take away a worker node anyway
