@@ -109,9 +109,21 @@ def overlaps(other: OtherMap, block) -> bool:
     return w < oe and e > ow and s < on and n > os_ and all(map(math.isfinite, (w, s, e, n)))
 
 
-def other_map_on_block(other: OtherMap, grid: tuple, resampling: str) -> np.ndarray:
+def other_map_on_block(other: OtherMap, grid: tuple, resampling: str, src=None) -> np.ndarray:
     """The other map on a block's grid (crs, transform, (height, width)) as uint8: 1 cropland, 0 not, 255 not
-    covered. Only the part of the other map around the block is read."""
+    covered. Only the part of the other map around the block is read; `src`: the other map already open
+    (compare_run opens it once for all blocks: a big VRT is parsed once), else it is opened here."""
+    import contextlib
+
+    import rasterio
+
+    with contextlib.ExitStack() as stack:
+        if src is None:
+            src = stack.enter_context(rasterio.open(other.path))
+        return _warp_onto(other, src, grid, resampling)
+
+
+def _warp_onto(other: OtherMap, src, grid: tuple, resampling: str) -> np.ndarray:
     import rasterio
     from rasterio.transform import array_bounds
     from rasterio.warp import Resampling, reproject, transform_bounds
@@ -121,19 +133,18 @@ def other_map_on_block(other: OtherMap, grid: tuple, resampling: str) -> np.ndar
     out = np.full(shape, 255, np.uint8)
     h, w = shape
     west, south, east, north = array_bounds(h, w, dst_transform)
-    with rasterio.open(other.path) as src:
-        bounds = transform_bounds(crs, src.crs, west, south, east, north, densify_pts=21)
-        win = from_bounds(*bounds, transform=src.transform)
-        col0, row0 = math.floor(win.col_off) - 2, math.floor(win.row_off) - 2  # a margin for the warp
-        col1, row1 = math.ceil(win.col_off + win.width) + 2, math.ceil(win.row_off + win.height) + 2
-        win = Window(col0, row0, col1 - col0, row1 - row0)
-        try:
-            win = win.intersection(Window(0, 0, src.width, src.height))
-        except rasterio.errors.WindowError:  # no overlap
-            return out
-        values = src.read(1, window=win)
-        covered = src.read_masks(1, window=win) > 0
-        src_transform = src.window_transform(win)
+    bounds = transform_bounds(crs, src.crs, west, south, east, north, densify_pts=21)
+    win = from_bounds(*bounds, transform=src.transform)
+    col0, row0 = math.floor(win.col_off) - 2, math.floor(win.row_off) - 2  # a margin for the warp
+    col1, row1 = math.ceil(win.col_off + win.width) + 2, math.ceil(win.row_off + win.height) + 2
+    win = Window(col0, row0, col1 - col0, row1 - row0)
+    try:
+        win = win.intersection(Window(0, 0, src.width, src.height))
+    except rasterio.errors.WindowError:  # no overlap
+        return out
+    values = src.read(1, window=win)
+    covered = src.read_masks(1, window=win) > 0
+    src_transform = src.window_transform(win)
     if values.dtype.kind == "f":
         covered &= np.isfinite(values)
     mapped = np.where(covered, np.isin(values, other.cropland_values).astype(np.uint8), np.uint8(255))
@@ -178,6 +189,7 @@ def _ratios(tp: float, fp: float, fn: float) -> dict:
 def compare_run(run_dir: Path | str, other: OtherMap, min_af: float = 0.1, progress: bool = False) -> Comparison:
     """Compare every done block of the run with the other map (see the module docstring); an incomplete run
     is compared on what exists and the summary names what is missing."""
+    import rasterio
     from mapper.validation.run_data import open_run
     from tqdm import tqdm
 
@@ -198,9 +210,10 @@ def compare_run(run_dir: Path | str, other: OtherMap, min_af: float = 0.1, progr
         resampling, side_m = _resampling(other, hits[0], run.zoom)
         slopes = _slopes(run.root / "blocks.parquet")
         rows, hit_ids = [], {b.id for b in hits}
-        for block in tqdm(blocks, desc="compare", unit="block", disable=not progress):
-            row = _block_row(run, other, block, resampling if block.id in hit_ids else None)
-            rows.append({**row, "slope_median_deg": slopes.get(block.id, math.nan)})
+        with rasterio.open(other.path) as src:
+            for block in tqdm(blocks, desc="compare", unit="block", disable=not progress):
+                row = _block_row(run, other, src, block, resampling if block.id in hit_ids else None)
+                rows.append({**row, "slope_median_deg": slopes.get(block.id, math.nan)})
         summary = _summary(run, other, rows, min_af, resampling, side_m)
         region_geometry = run.region.geometry
     finally:
@@ -210,7 +223,7 @@ def compare_run(run_dir: Path | str, other: OtherMap, min_af: float = 0.1, progr
     return Comparison(summary, rows, region_geometry)
 
 
-def _block_row(run, other: OtherMap, block, resampling: str | None) -> dict:
+def _block_row(run, other: OtherMap, other_src, block, resampling: str | None) -> dict:
     import rasterio
 
     from mapper.imagery.area import row_pixel_areas
@@ -224,7 +237,7 @@ def _block_row(run, other: OtherMap, block, resampling: str | None) -> dict:
         return {**row, "status": f"off grid: final map {final.shape}, block {window.shape}"}
     if resampling is None:
         return row
-    result = compare_block(final, other_map_on_block(other, grid, resampling), row_pixel_areas(window))
+    result = compare_block(final, other_map_on_block(other, grid, resampling, other_src), row_pixel_areas(window))
     return {**row, "status": "compared" if result["compared_ha"] > 0 else "not covered", **result}
 
 
