@@ -15,7 +15,6 @@ from mapper.imagery.png_decode import PNG_SIGNATURE, PNGDamaged, decode_png_rgb8
 from mapper.imagery.sources import TileResult
 from mapper.imagery.tilegrid import TILE_SIZE
 
-PNG_END = b"IEND\xaeB`\x82"
 JPEG_START = b"\xff\xd8"
 JPEG_END = b"\xff\xd9"
 WEBP_RIFF = b"RIFF"
