@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass
 
 import ray
+from mapper.pipelines.ray_auth import prepare_cluster_auth
 
 from mapper.run.executor import ExecutorError, check_reachable
 from mapper.run.stages import STAGES, WORKERS, NoopWorker, RunContext
@@ -87,6 +88,7 @@ class RayExecutor:
         if not ray.is_initialized():
             if address:
                 check_reachable(address)
+                prepare_cluster_auth(address)  # a cluster from `ray start` wants its token
             try:
                 ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
             except ConnectionError as e:

@@ -190,3 +190,161 @@ def test_losing_a_ray_node_mid_run_loses_nothing(reference, one_thread, tmp_path
     assert removed, "the run finished before a node could be removed"
     assert (summary["finished"], summary["failed"]) == (2, 0)
     assert_same_outputs(reference, root)
+
+
+# ---------------------------------------------------------------------------------------------- a real cluster
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _processes() -> list[tuple[int, int, int, str]]:
+    """(pid, ppid, pgid, command line) of every process."""
+    out = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            pid = int(proc.name)
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+            out.append((pid, ppid, os.getpgid(pid), cmd))
+        except (OSError, ProcessLookupError, ValueError, IndexError):
+            continue
+    return out
+
+
+def _node_actors(node_pgid: int) -> list[str]:
+    """Command lines of the stage actors of one node (started with `ray start --block` in its own process
+    group): Ray's worker processes have process groups of their own, but their parent is the node's raylet."""
+    procs = _processes()
+    raylets = {pid for pid, _, pgid, cmd in procs if pgid == node_pgid and "raylet/raylet" in cmd}
+    return [cmd for _, ppid, _, cmd in procs if ppid in raylets and cmd.startswith("ray::StageActor")]
+
+
+class RayNodes:
+    """A Ray head and a worker started with the `ray` command on loopback, as the README says, each in its own
+    temp dir and process group, with token authentication (the default of `ray start` where a token exists)."""
+
+    def __init__(self, root: Path):
+        import secrets
+
+        self.root = root
+        self.token = root / "auth_token"
+        self.token.write_text(secrets.token_hex(32))
+        self.env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.token)}
+        self.port = _free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, *args: str) -> subprocess.Popen:
+        log = open(self.root / f"node-{len(self.procs)}.log", "w")  # noqa: SIM115 (closed with the process)
+        proc = subprocess.Popen(["ray", "start", *args, "--num-cpus", "2", "--disable-usage-stats", "--block"],
+                                env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        self.procs.append(proc)
+        return proc
+
+    def wait_for_nodes(self, n: int, timeout: float = 120) -> None:
+        dead = [i for i, p in enumerate(self.procs) if p.poll() is not None]
+        if dead:
+            raise AssertionError("a Ray node did not start: " + (self.root / f"node-{dead[0]}.log").read_text()[-2000:])
+        code = ("import ray, sys; ray.init(address=sys.argv[1], log_to_driver=False); "
+                "print(sum(1 for x in ray.nodes() if x['Alive']))")  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            out = subprocess.run([sys.executable, "-c", code, self.address], env=self.env, capture_output=True,
+                                 text=True, timeout=60)  # fmt: skip
+            if out.returncode == 0 and out.stdout.strip().splitlines()[-1:] == [str(n)]:
+                return
+            time.sleep(1)
+        raise AssertionError(f"the cluster did not reach {n} nodes: " + (self.root / "node-0.log").read_text()[-2000:])
+
+    def kill(self, proc: subprocess.Popen) -> None:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(timeout=10)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            self.kill(proc)
+
+
+@pytest.fixture
+def ray_nodes():
+    import shutil
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # short: Ray's socket paths must stay < 108 bytes
+    nodes = RayNodes(root)
+    nodes.start("--head", "--port", str(nodes.port), "--node-ip-address", "127.0.0.1", "--include-dashboard",
+                "false", "--temp-dir", str(root / "head"))  # fmt: skip
+    try:
+        yield nodes
+    finally:
+        nodes.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_cluster_started_with_ray_start_runs_the_job_and_survives_losing_its_worker(reference, one_thread,
+                                                                                     ray_nodes, tmp_path):  # fmt: skip
+    worker = ray_nodes.start("--address", ray_nodes.address, "--node-ip-address", "127.0.0.1",
+                             "--temp-dir", str(ray_nodes.root / "worker"))  # fmt: skip
+    ray_nodes.wait_for_nodes(2)
+    # The driver gets only the token file, as a user who copied the head's token does; mapper turns token mode on.
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
+    env["RAY_AUTH_TOKEN_PATH"] = str(ray_nodes.token)
+    root = tmp_path / "run"
+    cmd = [sys.executable, "-m", "mapper.cli", "run", *ARGS, "--config", str(one_thread), "--address",
+           ray_nodes.address, "--out", str(root), "-q"]  # fmt: skip
+    run = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    killed = []
+    try:
+        deadline = time.monotonic() + 600
+        while run.poll() is None and time.monotonic() < deadline and not killed:
+            on_worker = _node_actors(worker.pid)
+            busy = [c for c in on_worker if ".run" in c]
+            if (root / "run.json").exists() and busy and any(k[2] == "fetch" for k in _done_tasks(root)):
+                ray_nodes.kill(worker)  # the node goes while it runs a batch of the run
+                killed.append(busy)
+            time.sleep(0.2)
+        _, stderr = run.communicate(timeout=600)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert killed, "the run finished before its worker node was seen running a batch"
+    assert run.returncode == 0, stderr[-3000:]
+    with sqlite3.connect(root / "state.sqlite") as conn:
+        retried = conn.execute("SELECT COUNT(*) FROM tasks WHERE attempts > 1").fetchone()[0]
+    assert retried, "the batch the lost node was running was retried"
+    summary = json.loads((root / "summary.json").read_text())
+    assert (summary["finished"], summary["failed"]) == (2, 0)
+    assert_same_outputs(reference, root)
+
+
+def test_joining_a_token_cluster_without_its_token_says_what_to_set(ray_nodes, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+    env["HOME"] = str(home)  # no ~/.ray/auth_token either
+    ray_nodes.wait_for_nodes(1)
+    t0 = time.monotonic()
+    out = subprocess.run([sys.executable, "-m", "mapper.cli", "run", *ARGS, "--address", ray_nodes.address, "--out",
+                          str(tmp_path / "run")], env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert out.returncode == 2 and time.monotonic() - t0 < 60
+    assert "uses token authentication and no token was found" in out.stderr and "RAY_AUTH_TOKEN" in out.stderr
+    assert ray_nodes.token.read_text() not in out.stderr + out.stdout
+    env["RAY_AUTH_TOKEN"] = "0" * 64
+    out = subprocess.run([sys.executable, "-m", "mapper.cli", "run", *ARGS, "--address", ray_nodes.address, "--out",
+                          str(tmp_path / "run")], env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert out.returncode == 2 and "is not the cluster's" in out.stderr and "0" * 64 not in out.stderr
+    assert not (tmp_path / "run").exists()

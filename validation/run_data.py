@@ -111,16 +111,14 @@ def _read_identity(root: Path) -> dict:
 
 
 def _region(spec: dict, run_file: Path):
-    from mapper.run.plan import resolve_region
+    from mapper.run.plan import RegionError, region_from_spec
 
-    kind = spec.get("kind")
-    if kind == "province":
-        return resolve_region(province=spec.get("pcode") or spec["name"])
-    if kind == "country":
-        return resolve_region(country=spec["name"])
-    if kind == "bbox":
-        return resolve_region(bbox=spec["bounds"])
-    raise ValidationInputError(f"{run_file} names no region (kind {kind!r}); it was not written by `mapper run`")
+    if not isinstance(spec, dict) or "kind" not in spec:
+        raise ValidationInputError(f"{run_file} names no region; it was not written by `mapper run`")
+    try:
+        return region_from_spec(spec)
+    except RegionError as e:
+        raise ValidationInputError(f"{run_file}: {e}") from None
 
 
 def _connect_read_only(path: Path) -> sqlite3.Connection:

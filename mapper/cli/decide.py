@@ -116,14 +116,13 @@ def apply(models, tables, predictions, out):
     probabilities, the integration decision with probabilities) and OUT/masks/<block>.tif, the final
     cropland mask under each decision (Merge = union)."""
     from mapper.decide.pipeline import block_decisions, write_final_masks
-    from mapper.store.atomic import atomic_path
+    from mapper.store.geoparquet import write_geoparquet
 
     correctness, integration = _read_tables(tables)
     sources = tuple(correctness.attrs.get("mapper_table", {}).get("sources") or ("a", "b"))
     decisions = block_decisions(models, correctness, integration, sources)
     out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "blocks.parquet") as tmp:
-        decisions.to_parquet(tmp, index=False)
+    write_geoparquet(decisions, out / "blocks.parquet")
     masks = write_final_masks(decisions, predictions, out / "masks", sources)
     counts = decisions["decision"].value_counts().to_dict()
     click.echo(f"{len(decisions)} blocks decided {counts} -> {out / 'blocks.parquet'}, {len(masks)} masks")

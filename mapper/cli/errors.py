@@ -10,7 +10,9 @@ from mapper.labels.store import LabelError
 from mapper.models.checkpoint import CheckpointError
 from mapper.run.executor import ExecutorError
 from mapper.run.plan import RegionError
+from mapper.run.session import RunDiskFullError
 from mapper.run.statistics import StatisticsError
+from mapper.store.run_lock import LockLostError, RunLockedError
 from mapper.store.run_store import RunStoreError
 from mapper.validation.validate import ValidationInputError
 
@@ -24,6 +26,9 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     TableError,
     DecisionTableError,
     RunStoreError,
+    RunLockedError,
+    RunDiskFullError,
+    LockLostError,
     RegionError,
     StatisticsError,
     ExecutorError,

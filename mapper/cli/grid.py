@@ -34,8 +34,7 @@ def grid(province: str | None, country: str | None, out: Path | None, list_ids: 
         err=list_ids,
     )
     if out is not None:
-        from mapper.store.atomic import atomic_path
+        from mapper.store.geoparquet import write_geoparquet
 
-        with atomic_path(out) as tmp:
-            blocks.to_parquet(tmp)
+        write_geoparquet(blocks, out)
         click.echo(f"wrote {out}", err=list_ids)

@@ -26,13 +26,15 @@ class RunUsageError(click.ClickException):
               help="Continue the run in this directory (region, sources and config come from it).")  # fmt: skip
 @click.option("--address", help="A Ray cluster (host:port); default: a local Ray for this run.")
 @click.option("--in-process", is_flag=True, help="Run every stage in this process, without Ray (same outputs).")
+@click.option("--retry-failed", is_flag=True,
+              help="With --resume: give the failed blocks their attempts again (once their cause is fixed).")
 @click.option("--dry-run", is_flag=True, help="Plan and schedule with trivial stages (no imagery, no models).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars (progress still goes to the run log).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @config_option
 @world_seed_option
-def run(province, country, bbox, source, max_blocks, out, resume, address, in_process, dry_run, quiet, as_json,
-        config_files, world_seed):  # fmt: skip
+def run(province, country, bbox, source, max_blocks, out, resume, address, in_process, retry_failed, dry_run, quiet,
+        as_json, config_files, world_seed):  # fmt: skip
     """Fetch both sources' imagery of every block, assess it (IQA), segment cropland, compute the block
     features, judge each source's semantic correctness, integrate the two sources, and write the final masks;
     then the map (COG blocks + VRT with overviews), cropland polygons per prefecture (GeoPackage), the block
@@ -44,11 +46,15 @@ def run(province, country, bbox, source, max_blocks, out, resume, address, in_pr
     from mapper.run.session import run as run_session
 
     if address:
+        from mapper.pipelines.ray_auth import prepare_cluster_auth
         from mapper.run.executor import check_reachable
 
         check_reachable(address)  # before any work: Ray itself would retry for minutes
+        prepare_cluster_auth(address)  # token authentication of a cluster started with `ray start`
     if resume is None and out is None:
         raise RunUsageError("give --out DIR for a new run, or --resume DIR to continue one")
+    if retry_failed and resume is None:
+        raise RunUsageError("--retry-failed continues a run: give it with --resume DIR")
     if resume is not None and out is not None and Path(out).resolve() != Path(resume).resolve():
         raise RunUsageError("give --out for a new run or --resume for an existing one, not both")
     if resume is not None:
@@ -58,7 +64,7 @@ def run(province, country, bbox, source, max_blocks, out, resume, address, in_pr
 
         config = load(config_files, world_seed)
         req = RunRequest(config, resolve_region(province, country, bbox), source, out=out, max_blocks=max_blocks)
-    req.quiet, req.dry_run = quiet, dry_run
+    req.quiet, req.dry_run, req.retry_failed = quiet, dry_run, retry_failed
     summary = run_session(req, _executor_factory(in_process, address, dry_run))
     if as_json:
         click.echo(json.dumps(summary, indent=1, default=str))
@@ -71,25 +77,20 @@ def run(province, country, bbox, source, max_blocks, out, resume, address, in_pr
 def _resume_request(resume, province, country, bbox, source, max_blocks, config_files, world_seed):
     """The saved run's request; options given again must agree (the run store names any difference)."""
     from mapper.config import load_config
-    from mapper.run.plan import resolve_region
-    from mapper.run.session import RunRequest
+    from mapper.run.plan import region_from_spec, resolve_region
+    from mapper.run.session import BLOCKS_FILE, RunRequest
     from mapper.store.run_store import RunStore
 
     saved = RunStore.open(resume).identity
     config = load_config(
         [resume / "config.yaml", *config_files], {} if world_seed is None else {"world.seed": world_seed}
     )
-    spec = saved["region"]
-    if province or country or bbox:
-        region = resolve_region(province, country, bbox)
-    elif spec["kind"] == "province":
-        region = resolve_region(province=spec["pcode"])
-    elif spec["kind"] == "country":
-        region = resolve_region(country=spec["name"])
-    else:
-        region = resolve_region(bbox=spec["bounds"])
+    given = province or country or bbox
+    region = resolve_region(province, country, bbox) if given else region_from_spec(saved["region"])
     sources = source if source != "demo" or not saved.get("sources") else ",".join(saved["sources"])
-    return RunRequest(config, region, sources, resume=resume,
+    listed = resume / BLOCKS_FILE
+    blocks = listed.read_text(encoding="utf-8").split() if "blocks" in saved and listed.exists() else None
+    return RunRequest(config, region, sources, resume=resume, blocks=blocks,
                       max_blocks=max_blocks if max_blocks is not None else saved.get("max_blocks"))  # fmt: skip
 
 

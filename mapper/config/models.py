@@ -160,6 +160,8 @@ class RunConfig(StrictModel):
         None, description="A CSV of province,cropland_ha that overrides the packaged statistics."
     )
     max_attempts: int = Field(3, ge=1, le=20, description="Tries per block and stage before it is recorded as failed.")
+    min_free_mb: float = Field(1024, ge=0, description="Disk space kept free on the run directory's disk: a run stops "
+                               "with one clear error (resume it once there is room) rather than fill the disk.")
     blocks_in_flight: int = Field(16, ge=1, description="Blocks between fetch and final mask at once (bounds memory).")
     fetch_workers: int = Field(2, ge=1, description="Fetch actors (each keeps its sources' HTTP connection pools).")
     segment_workers: int | None = Field(None, ge=1, description="Segmentation actors (default: one per GPU, else 1).")
@@ -172,6 +174,35 @@ class RunConfig(StrictModel):
     )
 
 
+class AnnotatorConfig(StrictModel):
+    """How the simulated annotator departs from the world's truth (a person is not perfect either)."""
+
+    min_field_m2: float = Field(0.0, ge=0, description="Fields smaller than this (true ground m²) are not drawn.")
+    shift_px: int = Field(0, ge=0, le=8, description="Boundaries drawn this many pixels off.")
+
+
+class AlConfig(StrictModel):
+    """Label campaigns (`mapper al`): the samples, the rounds, retraining and acceptance."""
+
+    strategy: Literal["random", "error", "uncertainty", "disagreement", "combined"] = "combined"
+    round_blocks: int = Field(4, ge=1, description="Blocks selected for labelling per round.")
+    pool_blocks: int = Field(24, ge=1, description="Candidate pool: a spread sample of this many blocks.")
+    validation_blocks: int = Field(8, ge=1, description="The fixed validation sample (never selected).")
+    decision_blocks: int = Field(8, ge=2, description="The fixed sample the decision models are retrained on "
+                                 "(never selected, never used to train segmentation).")
+    max_rounds: int = Field(10, ge=1, description="`loop --until-stop` ends after this many rounds anyway.")
+    seed: int = Field(0, ge=0, description="Seeds the samples and the random parts of selection.")
+    finetune_config: Path | None = Field(None, description="A SegTrainConfig YAML for the fine-tunes "
+                                         "(default: the packaged configs/train_seg_finetune.yaml).")
+    finetune_steps: int | None = Field(None, ge=1, description="Overrides the fine-tune recipe's steps.")
+    recent_weight: float | None = Field(None, gt=0, description="Overrides the recipe's weight of the newest "
+                                        "round's blocks.")
+    acceptance_tolerance: float = Field(0.0, ge=0, le=0.1, description="A new model is adopted when its "
+                                        "validation IoU is at least the current one's minus this.")
+    selection: dict = Field(default_factory=dict, description="mapper.al.select.SelectionSettings fields.")
+    annotator: AnnotatorConfig = AnnotatorConfig()
+
+
 class MapperConfig(StrictModel):
     zoom: int = Field(16, ge=10, le=19)
     sources: dict[str, SourceConfig]
@@ -182,6 +213,7 @@ class MapperConfig(StrictModel):
     mosaic: MosaicConfig = MosaicConfig()
     world: WorldConfig = WorldConfig()
     run: RunConfig = RunConfig()
+    al: AlConfig = AlConfig()
 
     @model_validator(mode="after")
     def _sets_name_sources(self):

@@ -172,6 +172,7 @@ def write_final_masks(decisions, predictions_root: Path | str, out_dir: Path | s
     from mapper.decide.truth import final_mask
     from mapper.grid.blocks import Block
     from mapper.imagery.mosaic import geotiff_profile
+    from mapper.imagery.tiff_check import check_complete_geotiff
     from mapper.seg.predict import read_prediction
     from mapper.store.atomic import atomic_path
 
@@ -183,7 +184,7 @@ def write_final_masks(decisions, predictions_root: Path | str, out_dir: Path | s
         profile.update(nodata=255)
         path = Path(out_dir) / f"{block_id}.tif"
         path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+        with atomic_path(path, check=check_complete_geotiff) as tmp, rasterio.open(tmp, "w", **profile) as dst:
             dst.write(final_mask(choice, a, b), 1)
             dst.update_tags(MAPPER_BLOCK=block_id, MAPPER_DECISION=choice)
         written.append(path)

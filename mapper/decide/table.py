@@ -43,7 +43,6 @@ refuses a file without it or with another schema, saying to rebuild it.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import logging
 import math
@@ -385,10 +384,8 @@ def table_kind(df) -> str:
 
 def write_table(df, path) -> Path:
     """Write a decision table as GeoParquet, atomically, with its `mapper_table` metadata."""
-    import pyarrow.parquet as pq
-
     from mapper import __version__
-    from mapper.store.atomic import atomic_path
+    from mapper.store.geoparquet import write_geoparquet
 
     kind = table_kind(df)
     spec = KINDS[kind]
@@ -399,14 +396,8 @@ def write_table(df, path) -> Path:
     meta = {"schema": TABLE_SCHEMA, "kind": kind, "features": list(spec["features"]), "label": "label",
             "classes": list(spec["classes"]), "sources": build.get("sources"), "mapper_version": __version__,
             "build": build}  # fmt: skip
-    buf = io.BytesIO()
-    df.to_parquet(buf, index=False)  # geopandas writes the GeoParquet "geo" metadata; ours is added beside it
-    table = pq.read_table(io.BytesIO(buf.getvalue()))
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), METADATA_KEY: json.dumps(meta).encode()})
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
-    return path
+    # The rows keep their build order: seeded splits and folds of training depend on it.
+    return write_geoparquet(df, path, metadata={METADATA_KEY: json.dumps(meta).encode()}, spatial_order=False)
 
 
 def _rebuild_hint() -> str:

@@ -16,6 +16,7 @@ import numpy as np
 
 from mapper.grid.blocks import Block
 from mapper.imagery.sources import TileKey, TileSource
+from mapper.imagery.tiff_check import check_complete_geotiff
 from mapper.imagery.tilegrid import TILE_SIZE, PixelWindow
 from mapper.store.atomic import atomic_path
 
@@ -152,7 +153,8 @@ def write_mosaic(
     profile = geotiff_profile(mosaic.window, 3, "uint8", compress, tile_size, level)
     profile["photometric"] = "RGB"
     tags = mosaic_tags(mosaic.window, mosaic.block_id, mosaic.missing_tiles)
-    with _mosaic_env(threads), atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+    whole = check_complete_geotiff
+    with _mosaic_env(threads), atomic_path(path, check=whole) as tmp, rasterio.open(tmp, "w", **profile) as dst:
         dst.write(band_planes(mosaic.rgb))
         if not mosaic.valid.all():  # without a mask GDAL reports every pixel valid: the same, and cheaper
             dst.write_mask(mosaic.valid)
@@ -273,7 +275,8 @@ def write_block_mosaic(
             strip(k)[r - k * strip_h : end - k * strip_h, dc] = rgb[r - dr.start : end - dr.start]
             r = end
 
-    with atomic_path(path) as tmp, ThreadPoolExecutor(1, thread_name_prefix="mosaic-write") as pool:
+    whole = check_complete_geotiff
+    with atomic_path(path, check=whole) as tmp, ThreadPoolExecutor(1, thread_name_prefix="mosaic-write") as pool:
         written = pool.submit(writer, tmp)
         next_strip = 0
         try:

@@ -77,6 +77,10 @@ class PixelWindow:
         return self.height, self.width
 
     @property
+    def size(self) -> int:
+        return self.height * self.width
+
+    @property
     def transform(self) -> Affine:
         res = pixel_size(self.zoom)
         return Affine(res, 0.0, self.col0 * res - ORIGIN_SHIFT, 0.0, -res, ORIGIN_SHIFT - self.row0 * res)

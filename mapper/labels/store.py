@@ -31,6 +31,7 @@ import numpy as np
 
 from mapper.grid.blocks import Block
 from mapper.imagery.mosaic import CRS, BlockMosaic, geotiff_profile, read_mosaic, write_mosaic
+from mapper.imagery.tiff_check import check_complete_geotiff
 from mapper.store.atomic import atomic_path, atomic_write_text
 from mapper.world.conditions import COVERAGE_NAMES
 
@@ -176,7 +177,7 @@ def write_mask(mask: np.ndarray, like: BlockMosaic, path: Path | str) -> Path:
 
     profile = geotiff_profile(like.window, 1, "uint8", "deflate", 256, 6)
     profile["nodata"] = IGNORE
-    with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+    with atomic_path(path, check=check_complete_geotiff) as tmp, rasterio.open(tmp, "w", **profile) as dst:
         dst.write(mask[None])
         dst.update_tags(MAPPER_ZOOM=str(like.window.zoom), MAPPER_MASK=MASK_CONVENTION)
     return Path(path)

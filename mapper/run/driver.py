@@ -10,12 +10,14 @@ stops there and the run goes on. On resume, every task recorded done is skipped:
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections import deque
 from dataclasses import dataclass, field
 
 from mapper.run.stages import BLOCK_STAGES, SOURCE_STAGES, STAGES
 from mapper.store.run_store import BLOCK_LEVEL, RunStore
+from mapper.store.space import DiskFullError, is_disk_full, reason
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +79,9 @@ class DriverSettings:
 
 
 class Driver:
-    def __init__(self, store: RunStore, executor, sources, settings: DriverSettings, progress=None):
+    def __init__(self, store: RunStore, executor, sources, settings: DriverSettings, progress=None, guard=None):
         self.store = store
+        self.guard = guard  # called every round; raises to stop the run (the run lock was lost)
         self.executor = executor
         self.sources = tuple(sources)
         self.settings = settings
@@ -92,10 +95,13 @@ class Driver:
         self._page: deque[tuple[int, str]] = deque()
         self._known: dict = {}  # recorded tasks of the current page's blocks
         self._exhausted = False
+        self.disk_full: str | None = None  # the first full-disk error met: the run stops after this round
 
     # ------------------------------------------------------------------------------------------ main loop
     def run(self) -> dict:
         while True:
+            if self.guard is not None:
+                self.guard()
             self._admit()
             self._dispatch()
             if not self.in_flight and not any(self.queues.values()):
@@ -106,9 +112,9 @@ class Driver:
                     raise RuntimeError(f"blocks with no work left and not complete: {stuck}")
             outcomes = self.executor.wait(self.settings.poll_s)
             if outcomes:
-                with self.store.transaction():  # one per round: fast, and atomic against a kill
-                    for ticket, outcome in outcomes:
-                        self._settle(ticket, outcome)
+                self._settle_round(outcomes)
+            if self.disk_full:
+                raise DiskFullError(self.disk_full)
             if self.progress:
                 self.progress.refresh()
         return {"finished": self.finished, "failed": self.failed_blocks}
@@ -178,16 +184,32 @@ class Driver:
             self._count_block(state, failed=True)
 
     # ------------------------------------------------------------------------------------------ outcomes
+    def _settle_round(self, outcomes) -> None:
+        try:
+            with self.store.transaction():  # one per round: fast, and atomic against a kill
+                for ticket, outcome in outcomes:
+                    self._settle(ticket, outcome)
+        except sqlite3.OperationalError as e:  # the state database could not grow: nothing of the round is lost
+            if not is_disk_full(e):
+                raise
+            self.disk_full = f"the state database could not grow ({e})"
+
     def _settle(self, ticket, outcome) -> None:
         stage, batch, _ = self.in_flight.pop(ticket)
         if isinstance(outcome, BaseException):  # the whole batch was lost (a worker or node died)
             log.warning("%s batch of %d failed: %s: %s", stage, len(batch), type(outcome).__name__, outcome)
-            outcome = [{"error": f"{type(outcome).__name__}: {outcome}"} for _ in batch]
+            full = {"disk_full": reason(outcome)} if is_disk_full(outcome) else {}
+            outcome = [{"error": f"{type(outcome).__name__}: {outcome}", **full} for _ in batch]
         for (block_id, key), result in zip(batch, outcome, strict=True):
             self._record(self.active[block_id], key, dict(result))
 
     def _record(self, state: BlockState, key: Key, result: dict) -> None:
         source, stage = key
+        full = result.pop("disk_full", None)
+        if full:  # not the block's fault: not an attempt; redone on resume
+            state.scheduled.discard(key)
+            self.disk_full = self.disk_full or full
+            return
         error = result.pop("error", None)
         seconds = result.pop("seconds", None)
         rec = self.store.record(state.block_id, source, stage, result=None if error else result, error=error,

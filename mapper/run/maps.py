@@ -24,6 +24,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 
+from mapper.imagery.tiff_check import check_complete_geotiff
 from mapper.imagery.tilegrid import ORIGIN_SHIFT, TILE_SIZE, PixelWindow, mercator_to_lonlat, pixel_size
 from mapper.run.plotting import degree_ticks, figure, lat_label, lon_label, save_png
 from mapper.store.atomic import atomic_path, fsync_dir
@@ -88,7 +89,7 @@ def write_block_cog(
         src.write_colormap(1, _palette())
         src.set_band_description(1, "cropland")
         src.update_tags(**all_tags)
-        with atomic_path(path, suffix=".tif") as tmp:
+        with atomic_path(path, suffix=".tif", check=check_complete_geotiff) as tmp:
             gdal_copy(
                 src,
                 tmp,

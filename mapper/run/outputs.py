@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from mapper.run.stages import RunContext, unit_frames
-from mapper.store.atomic import atomic_path, atomic_write_text
+from mapper.store.atomic import atomic_write_text
+from mapper.store.geoparquet import write_geoparquet
 from mapper.store.run_store import BLOCK_LEVEL, RunStore
 
 log = logging.getLogger("mapper.run")
@@ -85,6 +86,8 @@ def _map_outputs(store: RunStore, root: Path, done: list[str], units: dict) -> d
 
 
 # ---------------------------------------------------------------------------------------------- block table
+FINAL_COLUMNS = ("cropland_m2", "land_m2", "cropland_fraction", "polygons", "status")
+
 def block_table(store: RunStore, ctx: RunContext):
     """One row per planned block: where it is, how far it got, its features, decisions and areas."""
     import geopandas as gpd
@@ -100,6 +103,8 @@ def block_table(store: RunStore, ctx: RunContext):
             rows[block_id][f"{prefix}_coverage"] = r.get("coverage")
         for block_id, r in store.results("fetch", source):
             rows[block_id][f"{prefix}_missing_tiles"] = r.get("missing_tiles")
+        for block_id, r in store.results("segment", source):
+            rows[block_id][f"{prefix}_uncertain_fraction"] = r.get("uncertain_fraction")
     for block_id, r in store.results("features"):
         rows[block_id].update(r["features"])
     for block_id, r in store.results("decide"):
@@ -112,18 +117,13 @@ def block_table(store: RunStore, ctx: RunContext):
     failed = {f.block_id for f in store.failures() if f.status == "failed"}
     extra = pd.DataFrame([rows[b] for b in blocks["block_id"]], index=blocks.index)
     table = pd.concat([blocks, extra], axis=1)
-    if "status" not in table:
-        table["status"] = None
+    for column in FINAL_COLUMNS:  # present even when no block finished, so every reader finds them
+        if column not in table:
+            table[column] = None if column == "status" else np.nan
     table["status"] = [s if s == "done" else ("failed" if b in failed else "pending")
                        for b, s in zip(table["block_id"], table["status"], strict=True)]  # fmt: skip
     geometry = block_boxes(table["ix"].to_numpy(), table["iy"].to_numpy())
     return gpd.GeoDataFrame(table, geometry=geometry, crs="EPSG:4326")
-
-
-def write_geoparquet(gdf, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        gdf.to_parquet(tmp, index=False)
-    return path
 
 
 # ---------------------------------------------------------------------------------------------- areas
@@ -212,6 +212,9 @@ def _title(region, table) -> str:
 def summary_text(s: dict) -> str:
     lines = [f"{s['region']}: {s['finished']} of {s['blocks']} blocks mapped, {s['failed']} failed, "
              f"in {s['seconds']:.0f} s -> {s['run_dir']}"]  # fmt: skip
+    if s["finished"] == 0 and s["blocks"]:
+        lines.append("  no block finished, so there is no map; the failures are below and in run.log. Fix their "
+                     f"cause, then `mapper run --resume {s['run_dir']} --retry-failed`")  # fmt: skip
     for p in s["provinces"]:
         mapped = p["mapped_cropland_ha"]
         what = "mapped"
@@ -231,7 +234,13 @@ def summary_text(s: dict) -> str:
         lines.append(f"  polygons: {len(s['outputs']['polygons'])} GeoPackage(s) in {Path(s['run_dir']) / 'polygons'}")
     for f in s["failures"][:10]:
         lines.append(f"  failed: block {f['block_id']} {f['stage']} {f['source']}: {f['error']}")
+    if len(s["failures"]) > 10:
+        lines.append(f"  … and {len(s['failures']) - 10} more failed tasks (summary.json lists them all)")
+    if s["failures"] and s["finished"]:
+        lines.append(f"  retry the failed blocks with `mapper run --resume {s['run_dir']} --retry-failed`")
     run_dir = s["run_dir"]
+    if not s["finished"]:
+        return "\n".join(lines)
     if any(p["estimate"] for p in s["provinces"]):  # a sample's total alone is a rough figure: say what is sure
         lines.append(f"  a sample's province total is rough: `mapper validate {run_dir}` gives its 95 % interval and "
                      "compares the mapped blocks like for like")  # fmt: skip

@@ -18,7 +18,7 @@ class RegionError(ValueError):
 
 @dataclass(frozen=True)
 class Region:
-    kind: str  # "province" | "country" | "bbox"
+    kind: str  # "province" | "provinces" | "country" | "bbox"
     name: str
     geometry: object  # shapely, EPSG:4326
     provinces: tuple  # Province objects whose cropland is reported
@@ -56,6 +56,37 @@ def resolve_region(province: str | None = None, country: str | None = None, bbox
     return Region("bbox", name, box, provs, {"kind": "bbox", "bounds": [west, south, east, north]})
 
 
+def resolve_provinces(names) -> Region:
+    """A region of several provinces (a label campaign over them); one name gives the province itself."""
+    import shapely
+
+    from mapper.grid.admin import resolve_province
+
+    provs = tuple(dict.fromkeys(resolve_province(n) for n in names))
+    if not provs:
+        raise RegionError("give at least one province")
+    if len(provs) == 1:
+        return resolve_region(province=provs[0].pcode)
+    name = " + ".join(p.name for p in provs)
+    geometry = shapely.union_all([p.geometry for p in provs])
+    return Region("provinces", name, geometry, provs, {"kind": "provinces", "name": name,
+                                                        "pcodes": [p.pcode for p in provs]})  # fmt: skip
+
+
+def region_from_spec(spec: dict) -> Region:
+    """The region saved in a run's run.json."""
+    kind = spec["kind"]
+    if kind == "province":
+        return resolve_region(province=spec["pcode"])
+    if kind == "provinces":
+        return resolve_provinces(spec["pcodes"])
+    if kind == "country":
+        return resolve_region(country=spec["name"])
+    if kind == "bbox":
+        return resolve_region(bbox=spec["bounds"])
+    raise RegionError(f"unknown region kind {kind!r} in run.json (written by another mapper version?)")
+
+
 def parse_bbox(bbox) -> tuple[float, float, float, float]:
     if isinstance(bbox, str):
         try:
@@ -65,8 +96,16 @@ def parse_bbox(bbox) -> tuple[float, float, float, float]:
     if len(bbox) != 4:
         raise RegionError(f"--bbox {bbox!r}: give WEST,SOUTH,EAST,NORTH in degrees, e.g. --bbox 113.2,23.0,113.4,23.2")
     west, south, east, north = map(float, bbox)
-    if not (-180 <= west < east <= 180 and -85 < south < north < 85):
-        raise RegionError(f"--bbox {west},{south},{east},{north}: needs west < east and south < north, in degrees")
+    given = f"--bbox {west:g},{south:g},{east:g},{north:g}"
+    outside = [f"{name} {v:g}" for name, v in (("west", west), ("east", east)) if not -180 <= v <= 180]
+    outside += [f"{name} {v:g}" for name, v in (("south", south), ("north", north)) if not -85 < v < 85]
+    if outside:
+        raise RegionError(
+            f"{given}: {', '.join(outside)} out of range; longitudes lie in -180…180 and latitudes in -85…85 "
+            "(the web-map tile grid), in degrees: WEST,SOUTH,EAST,NORTH, e.g. --bbox 113.2,23.0,113.4,23.2"
+        )
+    if not (west < east and south < north):
+        raise RegionError(f"{given}: needs west < east and south < north (WEST,SOUTH,EAST,NORTH, in degrees)")
     return west, south, east, north
 
 
@@ -78,7 +117,7 @@ def plan_blocks(region: Region):
 
     if region.kind == "province":
         gdf = province_blocks(region.provinces[0])
-    elif region.kind == "country":
+    elif region.kind in ("country", "provinces"):
         gdf = country_blocks(region.provinces)
     else:
         gdf = blocks_of_polygon(region.geometry)
@@ -123,6 +162,7 @@ def outcome_config(config) -> dict:
     """The config without what cannot change a run's outputs (the tile cache, speed settings)."""
     data = config.model_dump(mode="json")
     data.pop("cache", None)
+    data.pop("al", None)  # label campaigns: the run's outputs do not depend on them
     data["mosaic"] = {k: v for k, v in data["mosaic"].items() if k != "threads"}
     data["run"] = {k: v for k, v in data["run"].items() if k not in _PERFORMANCE_KEYS}
     return data
@@ -144,12 +184,20 @@ def model_fingerprint(spec: str, kind: str) -> str:
     return h.hexdigest()
 
 
-def run_identity(config, region: Region, sources, max_blocks: int | None, dry_run: bool = False) -> dict:
+def blocks_digest(block_ids) -> str:
+    """sha256 of an explicit block list (sorted), as the run identity records it."""
+    return hashlib.sha256("\n".join(sorted(block_ids)).encode()).hexdigest()
+
+
+def run_identity(config, region: Region, sources, max_blocks: int | None, dry_run: bool = False,
+                 blocks=None) -> dict:  # fmt: skip
     from mapper import __version__
 
     models = config.run.models
+    chosen = {} if blocks is None else {"blocks": {"count": len(set(blocks)), "sha256": blocks_digest(set(blocks))}}
     return {
         "region": region.spec,
+        **chosen,
         "sources": list(sources),
         "world_seed": config.world.seed,
         "max_blocks": max_blocks,

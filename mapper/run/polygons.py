@@ -306,11 +306,10 @@ def cut_by_units(polygons: gpd.GeoDataFrame, units) -> gpd.GeoDataFrame:
 
 # ------------------------------------------------------------------------------------------------ files
 def write_block_polygons(gdf: gpd.GeoDataFrame, path: Path | str) -> Path:
-    """One block's polygons as GeoParquet, written atomically."""
-    path = Path(path)
-    with atomic_path(path, suffix=".parquet") as tmp:
-        gdf.to_parquet(tmp, index=False)
-    return path
+    """One block's polygons as GeoParquet (mapper.store.geoparquet), written atomically."""
+    from mapper.store.geoparquet import write_geoparquet
+
+    return write_geoparquet(gdf, path, spatial_order=False)  # one row group, already in raster-scan order
 
 
 def read_block_polygons(path: Path | str) -> gpd.GeoDataFrame:

@@ -12,10 +12,15 @@ from mapper.config.loader import resolved_config_yaml
 from mapper.imagery.fetch import spread_indices
 from mapper.run.driver import Driver, DriverSettings
 from mapper.run.plan import Region, plan_blocks, region_units, run_identity
+from mapper.run.preflight import check_dem, check_models, check_sources
 from mapper.run.stages import RunContext
-from mapper.store.run_store import RunLayout, RunStore
+from mapper.store.atomic import atomic_write_text
+from mapper.store.run_lock import RunLock
+from mapper.store.run_store import RunLayout, RunStore, RunStoreError, check_writable
+from mapper.store.space import free_bytes, is_disk_full, reason
 
 log = logging.getLogger("mapper.run")
+BLOCKS_FILE = "blocks.txt"  # the explicit block list of a run over chosen blocks
 
 
 @dataclass
@@ -28,32 +33,19 @@ class RunRequest:
     max_blocks: int | None = None
     quiet: bool = False
     dry_run: bool = False
-
-
-def check_sources(config, source: str) -> tuple[str, str]:
-    """The run's two sources, with their tokens present; fails before any work, naming the problem."""
-    from mapper.config.models import ConfigError, GoogleTilesConfig, XYZSourceConfig
-
-    names = config.resolve_sources(source)
-    if len(names) != 2:
-        raise ConfigError(
-            f"--source {source!r} gives {len(names)} source(s) ({', '.join(names)}); a run integrates two: "
-            "give a source set (e.g. demo, web) or two names (e.g. mapbox,google)"
-        )
-    for name in names:
-        sc = config.sources[name]
-        if isinstance(sc, XYZSourceConfig | GoogleTilesConfig):
-            sc.token()  # MissingTokenError names the variable
-    return names[0], names[1]
+    retry_failed: bool = False  # failed tasks get their attempts again (after their cause was fixed)
+    blocks: list[str] | None = None  # exactly these blocks of the region (a label campaign's pool or sample)
 
 
 def open_store(req: RunRequest, sources) -> RunStore:
     """A new run directory or the one to resume (its identity must match); `plan_if_needed` plans it."""
-    identity = run_identity(req.config, req.region, sources, req.max_blocks, req.dry_run)
+    identity = run_identity(req.config, req.region, sources, req.max_blocks, req.dry_run, req.blocks)
     if req.resume is not None:
         store = RunStore.open(req.resume, identity)
     else:
         created = {**identity, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        if req.blocks is not None:  # the list itself, for `mapper run --resume` (run.json keeps its digest)
+            atomic_write_text(Path(req.out) / BLOCKS_FILE, "\n".join(sorted(set(req.blocks))) + "\n")
         store = RunStore.create(req.out, created, resolved_config_yaml(req.config))
     return store
 
@@ -63,6 +55,8 @@ def plan_if_needed(store: RunStore, req: RunRequest) -> None:
         t0 = time.perf_counter()
         plan = plan_blocks(req.region)
         region_blocks = {str(k): int(v) for k, v in plan["province"].value_counts().items()}
+        if req.blocks is not None:
+            plan = _only(plan, req.blocks, req.region)
         if req.max_blocks:
             plan = plan.iloc[spread_indices(len(plan), req.max_blocks)]
         rows = plan[["block_id", "ix", "iy", "province", "frac_inside"]].itertuples(index=False, name=None)
@@ -70,49 +64,110 @@ def plan_if_needed(store: RunStore, req: RunRequest) -> None:
         log.info("planned %d blocks of %s in %.1f s", store.planned(), req.region.name, time.perf_counter() - t0)
 
 
+def _only(plan, block_ids, region):
+    """The plan's rows of the given blocks (in planning order); blocks outside the region are named."""
+    wanted = set(block_ids)
+    outside = sorted(wanted - set(plan["block_id"]))
+    if outside:
+        shown = ", ".join(outside[:5]) + (f" and {len(outside) - 5} more" if len(outside) > 5 else "")
+        raise RunStoreError(f"{len(outside)} of the given blocks are not blocks of {region.name}: {shown}")
+    return plan[plan["block_id"].isin(wanted)]
+
+
 def run(req: RunRequest, executor_factory) -> dict:
     """Run (or resume) to the end; returns the summary. `executor_factory(ctx) -> executor`."""
-    from mapper.run.outputs import write_outputs
-    from mapper.run.progress import Progress
-
     sources = check_sources(req.config, req.source)
-    store = open_store(req, sources)
-    layout: RunLayout = store.layout
-    handler = _log_to(layout.log_file)
+    if not req.dry_run:
+        check_models(req.config.run.models)  # before any work: a bad model would fail every block, one by one
+        check_dem(req.config.run.dem)
+    root = prepare_root(req)
+    handler = _log_to(RunLayout(root).log_file)
     try:
-        plan_if_needed(store, req)
-        log.info("run %s: %s, sources %s, %d blocks", layout.root, req.region.name, ",".join(sources), store.planned())
-        ctx = RunContext(req.config.model_dump(mode="json"), str(layout.root), sources, region_units(req.region))
-        cfg = req.config.run
-        settings = DriverSettings(
-            max_attempts=cfg.max_attempts,
-            blocks_in_flight=cfg.blocks_in_flight if not req.dry_run else max(cfg.blocks_in_flight, 512),
-            batch={"iqa": cfg.iqa_batch_blocks, "segment": cfg.segment_batch_blocks, "decide": 16}
-            if not req.dry_run else dict.fromkeys(("fetch", "iqa", "segment", "features", "decide", "final"), 256),
-        )  # fmt: skip
-        progress = Progress(store.planned(), len(sources), store.stage_counts(), quiet=req.quiet)
-        t0 = time.perf_counter()
-        executor = executor_factory(ctx)
-        try:
-            outcome = Driver(store, executor, sources, settings, progress).run()
-        finally:
-            executor.close()
-            progress.close()
-        elapsed = time.perf_counter() - t0
-        summary = {"blocks": store.planned(), **outcome, "seconds": elapsed}
-        if not req.dry_run:
-            summary = write_outputs(store, ctx, req.region, summary)
-        log.info("run %s finished: %s", layout.root, summary)
-        return summary
+        with RunLock.acquire(root, what="mapper run") as lock:  # one driver per run directory
+            store = open_store(req, sources)
+            try:
+                return _drive(req, store, sources, executor_factory, lock)
+            finally:
+                store.close()
+    except Exception as e:
+        if is_disk_full(e):  # one clear error, whichever write met the full disk
+            raise RunDiskFullError(root, e) from None
+        raise
     finally:
-        store.close()
         logging.getLogger().removeHandler(handler)
         handler.close()
 
 
+class RunDiskFullError(RuntimeError):
+    """The run directory's disk is full; the run stopped, nothing finished is lost."""
+
+    def __init__(self, root: Path, cause: BaseException):
+        free = free_bytes(root)
+        room = f" ({free / 1e6:.0f} MB free)" if free is not None else ""
+        super().__init__(
+            f"the disk holding the run directory {root} is full{room}, so the run stopped: {reason(cause)}. "
+            f"Nothing finished is lost: free space on that disk (or move {root} to a larger one), then continue "
+            f"with `mapper run --resume {root}`"
+        )
+
+
+def prepare_root(req: RunRequest) -> Path:
+    """The run directory, made (a new run) or checked to be a run (a resume), before it is locked."""
+    if req.resume is not None:
+        root = Path(req.resume)
+        if not RunLayout(root).run_file.exists():
+            raise RunStoreError(f"{root} is not a run directory (no run.json); start a run with --out")
+        return root
+    check_writable(Path(req.out))
+    return Path(req.out)
+
+
+def _drive(req: RunRequest, store: RunStore, sources, executor_factory, lock: RunLock) -> dict:
+    from mapper.run.outputs import write_outputs
+    from mapper.run.progress import Progress
+
+    layout: RunLayout = store.layout
+    plan_if_needed(store, req)
+    if req.retry_failed:
+        log.info("--retry-failed: %d failed task(s) get their attempts again", store.retry_failed())
+    log.info("run %s: %s, sources %s, %d blocks", layout.root, req.region.name, ",".join(sources), store.planned())
+    ctx = RunContext(req.config.model_dump(mode="json"), str(layout.root), sources, region_units(req.region))
+    cfg = req.config.run
+    settings = DriverSettings(
+        max_attempts=cfg.max_attempts,
+        blocks_in_flight=cfg.blocks_in_flight if not req.dry_run else max(cfg.blocks_in_flight, 512),
+        batch={"iqa": cfg.iqa_batch_blocks, "segment": cfg.segment_batch_blocks, "decide": 16}
+        if not req.dry_run else dict.fromkeys(("fetch", "iqa", "segment", "features", "decide", "final"), 256),
+    )  # fmt: skip
+    progress = Progress(store.planned(), len(sources), store.stage_counts(), quiet=req.quiet)
+    t0 = time.perf_counter()
+    executor = executor_factory(ctx)
+    try:
+        outcome = Driver(store, executor, sources, settings, progress, guard=lock.check).run()
+    finally:
+        executor.close()
+        progress.close()
+    summary = {"blocks": store.planned(), **outcome, "seconds": time.perf_counter() - t0}
+    if not req.dry_run:
+        summary = write_outputs(store, ctx, req.region, summary)
+    log.info("run %s finished: %s", layout.root, summary)
+    return summary
+
+
+class _RunLogHandler(logging.FileHandler):
+    """run.log: a record that cannot be written because the disk is full is dropped quietly (the run stops
+    with one clear error of its own) rather than printing a traceback to the console for every line."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        import sys
+
+        if not is_disk_full(sys.exc_info()[1] or Exception()):
+            super().handleError(record)
+
+
 def _log_to(path: Path) -> logging.Handler:
     """Append this session's log to the run's log file (INFO and up, whatever the console shows)."""
-    handler = logging.FileHandler(path, encoding="utf-8")
+    handler = _RunLogHandler(path, encoding="utf-8")
     handler.setLevel(logging.INFO)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()

@@ -50,10 +50,16 @@ class RunContext:
 
 
 def _error(e: BaseException) -> dict:
-    """An item's failure as recorded in the state database (type, message, where)."""
+    """An item's failure as recorded in the state database (type, message, where); a full disk is marked, so
+    the driver stops the run instead of counting it against the block."""
+    from mapper.store.space import is_disk_full, reason
+
     where = traceback.extract_tb(e.__traceback__)[-1:] if e.__traceback__ else []
     loc = f" ({Path(where[0].filename).name}:{where[0].lineno})" if where else ""
-    return {"error": f"{type(e).__name__}: {e}{loc}"}
+    out = {"error": f"{type(e).__name__}: {e}{loc}"}
+    if is_disk_full(e):
+        out["disk_full"] = reason(e)
+    return out
 
 
 def _timed(fn, item) -> dict:
@@ -61,8 +67,9 @@ def _timed(fn, item) -> dict:
     try:
         out = fn(item)
     except Exception as e:  # recorded per item; the batch and the run go on
-        log.warning("%s %s failed: %s", type(fn).__name__, item.get("block_id"), e)
         out = _error(e)
+        if "disk_full" not in out:  # a full disk is said once, by the driver
+            log.warning("%s %s failed: %s", type(fn).__name__, item.get("block_id"), e)
     out["seconds"] = time.perf_counter() - t0
     return out
 
@@ -79,6 +86,13 @@ class Worker:
 
     def one(self, item: dict) -> dict:
         raise NotImplementedError
+
+    def make_room(self, path: Path, need_bytes: int) -> None:
+        """Before writing `path` (about `need_bytes`): DiskFullError unless run.min_free_mb stays free."""
+        from mapper.store.space import ensure_free_space
+
+        keep = self.ctx.config.get("run", {}).get("min_free_mb", 0) * 1e6
+        ensure_free_space(path.parent, need_bytes, int(keep))
 
     def mosaics(self, items: Sequence[dict], out: list) -> Iterator[tuple[int, object]]:
         """(index, mosaic) of the items' block mosaics; an unreadable one fails its item only (in `out`)."""
@@ -129,7 +143,9 @@ class Fetcher(Worker):
 
         block_id, source = item["block_id"], item["source"]
         path, options = self.layout.mosaic(source, block_id), self.config.mosaic.model_dump()
-        mosaic = write_block_mosaic(self._source(source), Block.parse(block_id), path, zoom=self.config.zoom, **options)
+        block = Block.parse(block_id)
+        self.make_room(path, 4 * block.window(self.config.zoom).size)  # RGB + mask, uncompressed
+        mosaic = write_block_mosaic(self._source(source), block, path, zoom=self.config.zoom, **options)
         return {"valid_fraction": float(mosaic.valid.mean()), "missing_tiles": len(mosaic.missing_tiles)}
 
     def close(self) -> None:
@@ -187,17 +203,30 @@ class SegmentWorker(Worker):
         for i, result in self.segmenter.predict(readable()):
             item, mosaic = items[i], loaded.pop(i)
             try:
-                write_prediction(result, mosaic.window, self.layout.mask(item["source"], item["block_id"]),
-                                 block_id=item["block_id"])  # fmt: skip
+                path = self.layout.mask(item["source"], item["block_id"])
+                self.make_room(path, 2 * mosaic.window.size)
+                write_prediction(result, mosaic.window, path, block_id=item["block_id"])
                 mask = result.mask
                 valid = mask != 255
                 out[i] = {
                     "windows": int(result.windows_run),
                     "cropland_fraction": float((mask == 1).sum() / valid.sum()) if valid.any() else 0.0,
+                    "uncertain_fraction": uncertain_fraction(result.probability, valid),
                 }
             except Exception as e:
                 out[i] = _error(e)
         return _per_item_seconds(out, t0)
+
+
+UNCERTAIN_BAND = (0.25, 0.75)  # cropland probabilities the model is unsure of (label-round selection)
+
+
+def uncertain_fraction(probability: np.ndarray, valid: np.ndarray) -> float | None:
+    """Share of the imaged pixels whose cropland probability lies in UNCERTAIN_BAND (None: nothing imaged)."""
+    if not valid.any():
+        return None
+    p = probability[valid]
+    return float(np.count_nonzero((p >= UNCERTAIN_BAND[0]) & (p <= UNCERTAIN_BAND[1])) / p.size)
 
 
 # ---------------------------------------------------------------------------------------------- features
@@ -328,6 +357,7 @@ class Finisher(Worker):
         window = block.window(self.config.zoom)
         a, b = (read_prediction(self.layout.mask(s, block.id))[0] for s in self.ctx.sources)
         final = final_mask(item["decision"], a, b)
+        self.make_room(self.layout.final(block.id), 2 * final.size)  # the COG and its overviews
         write_block_cog(final, window, self.layout.final(block.id), block_id=block.id,
                         tags={"MAPPER_DECISION": item["decision"]})  # fmt: skip
         out = {"decision": item["decision"]}
@@ -364,7 +394,7 @@ def unit_frames(spec: dict) -> dict:
     region = spec["region"]
     if region["kind"] == "bbox":
         region_geoms = [shapely.box(*region["bounds"])]
-    elif region["kind"] == "province":
+    elif region["kind"] in ("province", "provinces"):
         region_geoms = list(provs.geometry)
     else:
         region_geoms = []

@@ -203,6 +203,7 @@ def write_prediction(
     import rasterio
 
     from mapper.imagery.mosaic import geotiff_profile
+    from mapper.imagery.tiff_check import check_complete_geotiff
     from mapper.store.atomic import atomic_path
 
     if result.probability.shape != window.shape:
@@ -213,7 +214,7 @@ def write_prediction(
     profile.update(nodata=NODATA, interleave="band")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+    with atomic_path(path, check=check_complete_geotiff) as tmp, rasterio.open(tmp, "w", **profile) as dst:
         dst.write(result.mask, 1)
         dst.write(prob, 2)
         dst.descriptions = ("cropland", "probability")

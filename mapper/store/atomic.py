@@ -15,10 +15,12 @@ from pathlib import Path
 
 
 @contextlib.contextmanager
-def atomic_path(path: Path | str, suffix: str | None = None) -> Iterator[Path]:
+def atomic_path(path: Path | str, suffix: str | None = None, check=None) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it is renamed onto `path`, on error removed.
 
-    Writers that need a real file name (GDAL, SQLite) write to the yielded path.
+    Writers that need a real file name (GDAL, SQLite) write to the yielded path. `check(tmp)`, when given,
+    runs on the finished temporary file before the rename and raises if it is not whole (GDAL does not always
+    raise when a write fails: mapper.imagery.tiff_check).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -27,6 +29,8 @@ def atomic_path(path: Path | str, suffix: str | None = None) -> Iterator[Path]:
     tmp_path = path.parent / f".{path.name}.{uuid.uuid4().hex}{suffix or path.suffix + '.tmp'}"
     try:
         yield tmp_path
+        if check is not None:
+            check(tmp_path)
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp_path, path)

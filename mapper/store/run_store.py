@@ -240,6 +240,12 @@ class RunStore:
             self.conn.commit()
         return TaskRecord(block_id, source, stage, status, attempts, error, seconds, result)
 
+    def retry_failed(self) -> int:
+        """Give every failed task its attempts again (after their cause was fixed); returns how many."""
+        with self.conn:
+            cur = self.conn.execute("UPDATE tasks SET status = 'retry', attempts = 0 WHERE status = 'failed'")
+        return cur.rowcount
+
     def stage_counts(self) -> dict[tuple[str, str], int]:
         """{(stage, status): tasks}."""
         rows = self.conn.execute("SELECT stage, status, COUNT(*) FROM tasks GROUP BY stage, status")

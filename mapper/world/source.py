@@ -23,3 +23,8 @@ class WorldTileSource:
 
     def __repr__(self) -> str:
         return f"WorldTileSource({self.name!r}, seed={self.seed}, rendering={self.rendering!r})"
+
+
+def open_world_source(name: str, source_config, config) -> WorldTileSource:
+    """The factory of source kind "world" (registered through the "mapper.sources" entry point)."""
+    return WorldTileSource(name, seed=config.world.seed, rendering=source_config.rendering)
