@@ -225,6 +225,15 @@ def _node_actors(node_pgid: int) -> list[str]:
     return [cmd for _, ppid, _, cmd in procs if ppid in raylets and cmd.startswith("ray::StageActor")]
 
 
+def _ray_command() -> str:
+    """The `ray` program of this Python's installation (a venv's bin may not be on PATH)."""
+    import shutil
+
+    found = shutil.which("ray", path=str(Path(sys.executable).parent)) or shutil.which("ray")
+    assert found, "the `ray` command is not installed beside this Python; install mapper (it depends on ray)"
+    return found
+
+
 class RayNodes:
     """A Ray head and a worker started with the `ray` command on loopback, as the README says, each in its own
     temp dir and process group, with token authentication (the default of `ray start` where a token exists)."""
@@ -242,7 +251,7 @@ class RayNodes:
 
     def start(self, *args: str) -> subprocess.Popen:
         log = open(self.root / f"node-{len(self.procs)}.log", "w")  # noqa: SIM115 (closed with the process)
-        proc = subprocess.Popen(["ray", "start", *args, "--num-cpus", "2", "--disable-usage-stats", "--block"],
+        proc = subprocess.Popen([_ray_command(), "start", *args, "--num-cpus", "2", "--disable-usage-stats", "--block"],
                                 env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
         self.procs.append(proc)
         return proc
