@@ -8,6 +8,7 @@ import sys
 import click
 
 from mapper import __version__
+from mapper.cli.al import al
 from mapper.cli.cache import cache
 from mapper.cli.compare import compare
 from mapper.cli.decide import decide
@@ -45,6 +46,7 @@ cli.add_command(run)
 cli.add_command(validate)
 cli.add_command(compare)
 cli.add_command(report)
+cli.add_command(al)
 
 
 def main() -> None:

@@ -1,5 +1,7 @@
 """Exceptions that mean bad input from the user: shown as one line, not a traceback."""
 
+from mapper.al.campaign import CampaignError
+from mapper.al.select import SelectionError
 from mapper.config.models import ConfigError
 from mapper.decide.models import DecisionTableError
 from mapper.decide.table import TableError
@@ -17,6 +19,8 @@ from mapper.store.run_store import RunStoreError
 from mapper.validation.validate import ValidationInputError
 
 USER_ERRORS: tuple[type[Exception], ...] = (
+    CampaignError,
+    SelectionError,
     ConfigError,
     UnknownProvinceError,
     CacheCorruptError,

@@ -18,8 +18,8 @@ world_seed_option = click.option(
 )
 
 
-def load(config_files, world_seed=None):
+def load(config_files, world_seed=None, overrides: dict | None = None):
     from mapper.config import load_config
 
-    overrides = {} if world_seed is None else {"world.seed": world_seed}
+    overrides = {**(overrides or {}), **({} if world_seed is None else {"world.seed": world_seed})}
     return load_config(list(config_files), overrides)

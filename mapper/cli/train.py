@@ -123,24 +123,42 @@ def iqa(labels_roots, val_labels, arch, out, epochs, resume, config_file, batch_
 @out_option
 @click.option("--steps", type=click.IntRange(min=1), help="Optimizer steps [default: 2000].")
 @click.option("--resume", is_flag=True, help="Continue the unfinished run at --out after its last checkpoint.")
+@click.option(
+    "--init", "init", metavar="CKPT",
+    help="Fine-tune this checkpoint (directory or packaged name, e.g. seg-default): its arch and normalisation, "
+    "a fresh optimizer, the settings of configs/train_seg_finetune.yaml unless --config is given.",
+)  # fmt: skip
 @settings_option("SegTrainConfig", "configs/train_seg_default.yaml")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Crops per step [default: 8].")
 @click.option("--lr", type=float, help="Peak learning rate [default: 4e-4].")
 @click.option("--seed", type=int, help="Seeds initialisation, split, crops and augmentation [default: 0].")
 @device_option
-def seg(labels_roots, val_labels, arch, out, steps, resume, config_file, batch_size, lr, seed, device):
+def seg(labels_roots, val_labels, arch, out, steps, resume, init, config_file, batch_size, lr, seed, device):
     """Train the cropland segmentation network on random crops of labelled images (those of the coverage
     types segmentation runs on: Planting, Non-planting), validating pixel IoU and writing a checkpoint to OUT
-    every val_every steps."""
+    every val_every steps.
+
+    With --init, fine-tune an existing checkpoint instead, on all the labels, the blocks of the newest
+    active-learning round drawn recent_weight times as often."""
     from mapper.labels.store import LabelError
     from mapper.models.checkpoint import CheckpointError
     from mapper.models.registry import get_model_spec
+    from mapper.seg.finetune import finetune_recipe
     from mapper.seg.train import check_output, find_samples, load_seg_train_config, split_samples, train_seg
 
+    if init is not None and resume:
+        raise TrainUsageError(
+            "--init starts a new run from a checkpoint and --resume continues the run at --out; pass one of them"
+        )
+    if init is not None and config_file is None:
+        config_file = finetune_recipe()
     try:
         cfg = load_seg_train_config(config_file, arch=arch, steps=steps, batch_size=batch_size, lr=lr, seed=seed)
     except (ValueError, OSError) as e:
         raise TrainUsageError(f"training settings: {e}") from e
+    if init is not None:
+        _fine_tune_seg(init, labels_roots, val_labels, out, cfg, device)
+        return
     try:
         spec = get_model_spec(cfg.arch, kind="segmentation")
         check_output(out, resume, spec, cfg.steps)  # before reading any labels
@@ -159,17 +177,51 @@ def seg(labels_roots, val_labels, arch, out, steps, resume, config_file, batch_s
             "labels": [str(p.resolve()) for p in labels_roots],
             "val_labels": str(val_labels.resolve()) if val_labels else None,
         }
-
-        def show(rec):
-            val = f"  val IoU {rec['val_iou']:.3f}" if rec.get("val_iou") is not None else ""
-            click.echo(
-                f"step {rec['step']:>6}/{cfg.steps}  loss {rec['train_loss']:.3f}{val}  lr {rec['lr']:.2e}  "
-                f"{rec['seconds']:.0f}s (waiting for data {rec['data_wait_seconds']:.1f}s)"
-            )
-
+        show = _show_seg_step(cfg.steps)
         result = train_seg(train_set, out, cfg, val=val_set, resume=resume, device=device, info=info, on_validate=show)
     except (LabelError, CheckpointError, ValueError) as e:
         raise TrainUsageError(str(e)) from e
     iou = f"; validation IoU {result.metrics['iou']:.3f}" if result.metrics else ""
     click.echo(f"trained {cfg.steps} steps in {result.seconds:.0f}s{iou} -> {out}")
+    click.echo(f"evaluate it with: mapper evaluate seg --checkpoint {out} --labels <held-out labels>")
+
+
+def _show_seg_step(steps: int):
+    def show(rec):
+        val = f"  val IoU {rec['val_iou']:.3f}" if rec.get("val_iou") is not None else ""
+        click.echo(
+            f"step {rec['step']:>6}/{steps}  loss {rec['train_loss']:.3f}{val}  lr {rec['lr']:.2e}  "
+            f"{rec['seconds']:.0f}s (waiting for data {rec['data_wait_seconds']:.1f}s)"
+        )
+
+    return show
+
+
+def _fine_tune_seg(init, labels_roots, val_labels, out, cfg, device) -> None:
+    """`mapper train seg --init`: fine_tune_seg with the command's echo."""
+    import json
+
+    from mapper.labels.store import LabelError
+    from mapper.models.checkpoint import META_FILE, CheckpointError
+    from mapper.seg.finetune import fine_tune_seg
+
+    info = {
+        "command": _command_line(),
+        "labels": [str(p.resolve()) for p in labels_roots],
+        "val_labels": str(val_labels.resolve()) if val_labels else None,
+    }
+    click.echo(f"fine-tuning {init} for {cfg.steps} steps (lr {cfg.lr:g}, recent_weight {cfg.recent_weight:g})")
+    try:
+        result = fine_tune_seg(
+            init, labels_roots, out, cfg, val_roots=[val_labels] if val_labels else None, device=device, info=info,
+            on_validate=_show_seg_step(cfg.steps),
+        )  # fmt: skip
+    except (LabelError, CheckpointError, ValueError) as e:
+        raise TrainUsageError(str(e)) from e
+    training = json.loads((out / META_FILE).read_text(encoding="utf-8"))["training"]
+    iou = f"; validation IoU {result.metrics['iou']:.3f}" if result.metrics else ""
+    click.echo(
+        f"fine-tuned {training['init']['name']} {cfg.steps} steps on {training['train']['images']} images of "
+        f"{training['train']['blocks']} blocks ({training['weighting']['rule']}) in {result.seconds:.0f}s{iou} -> {out}"
+    )
     click.echo(f"evaluate it with: mapper evaluate seg --checkpoint {out} --labels <held-out labels>")

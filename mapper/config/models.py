@@ -181,6 +181,14 @@ class AnnotatorConfig(StrictModel):
     shift_px: int = Field(0, ge=0, le=8, description="Boundaries drawn this many pixels off.")
 
 
+class StopThresholds(StrictModel):
+    """The active-learning stop criteria per province (the paper's, Sect. 3.2.4; a team may ask for more)."""
+
+    iou: float = Field(0.85, ge=0, le=1)
+    semantic_correctness: float = Field(0.85, ge=0, le=1)
+    pcs: float = Field(0.80, ge=0, description="One-sided: mapped cropland at least this share of the reference.")
+
+
 class AlConfig(StrictModel):
     """Label campaigns (`mapper al`): the samples, the rounds, retraining and acceptance."""
 
@@ -197,9 +205,17 @@ class AlConfig(StrictModel):
     finetune_steps: int | None = Field(None, ge=1, description="Overrides the fine-tune recipe's steps.")
     recent_weight: float | None = Field(None, gt=0, description="Overrides the recipe's weight of the newest "
                                         "round's blocks.")
+    base_labels: list[Path] = Field(default_factory=list, description="Labelled blocks the starting segmentation "
+                                    "learnt from (e.g. `mapper labels make` of its training world): fine-tunes use "
+                                    "them beside the campaign's labels, so the model adapts without forgetting.")
+    decision_update_trees: int = Field(20, ge=1, description="Trees added to each decision model per round when "
+                                       "the decision sample is small (continued boosting).")
+    decision_retrain_blocks: int = Field(100, ge=2, description="A decision sample of at least this many blocks "
+                                         "trains the decision models anew instead.")
     acceptance_tolerance: float = Field(0.0, ge=0, le=0.1, description="A new model is adopted when its "
                                         "validation IoU is at least the current one's minus this.")
     selection: dict = Field(default_factory=dict, description="mapper.al.select.SelectionSettings fields.")
+    stop: StopThresholds = StopThresholds()
     annotator: AnnotatorConfig = AnnotatorConfig()
 
 

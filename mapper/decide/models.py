@@ -211,6 +211,32 @@ class DecisionModel:
         meta = {"params": full, "training": training, "mapper_version": __version__, "xgboost_version": xgb.__version__}
         return cls(kind, classes, features, booster, tuple(classes[i] for i in present), meta)
 
+    def update(self, df: pd.DataFrame, rounds: int, seed: int = 0) -> DecisionModel:
+        """This model with `rounds` more trees fitted to `df`: boosting continues from the current trees, so a
+        small table (a label campaign's decision sample) adapts the model instead of replacing it. Rows of a
+        class the model was never trained on are left out (its outputs stay those it has)."""
+        import copy
+
+        import xgboost as xgb
+
+        _require_columns(df, [LABEL_COLUMN])
+        y = encode_labels(df[LABEL_COLUMN], self.classes)
+        index = {self.classes.index(c): i for i, c in enumerate(self.trained_classes)}
+        known = np.isin(y, list(index))
+        if not known.any():
+            raise DecisionTableError(f"no row of the table has a class the {self.kind} model knows "
+                                     f"({', '.join(self.trained_classes)})")  # fmt: skip
+        x = feature_matrix(df[known], self.features)
+        labels = np.array([index[v] for v in y[known]], dtype=np.int64)
+        params = {k: v for k, v in resolved_params(self.meta.get("params"), seed).items() if k != "num_boost_round"}
+        params["num_class"] = len(self.trained_classes)
+        booster = xgb.train(params, xgb.DMatrix(x, label=labels, missing=np.nan), num_boost_round=int(rounds),
+                            xgb_model=self.booster.copy())  # fmt: skip
+        meta = copy.deepcopy(self.meta)
+        meta.setdefault("updates", []).append({"rows": int(known.sum()), "rows_left_out": int((~known).sum()),
+                                               "rounds": int(rounds), "seed": int(seed)})  # fmt: skip
+        return DecisionModel(self.kind, self.classes, self.features, booster, self.trained_classes, meta)
+
     def _proba_matrix(self, x: np.ndarray) -> np.ndarray:
         import xgboost as xgb
 

@@ -37,16 +37,19 @@ def block_folds(blocks: Sequence[str], k: int, seed: int) -> np.ndarray:
     return np.array([fold_of[b] for b in blocks])
 
 
-def out_of_fold_semantics(correctness_df, k: int = 5, seed: int = 0, params=None) -> np.ndarray:
-    """Predicted correctness class of every row, each from a model trained on the other folds' blocks."""
+def out_of_fold_semantics(correctness_df, k: int = 5, seed: int = 0, params=None, fit=None) -> np.ndarray:
+    """Predicted correctness class of every row, each from a model trained on the other folds' blocks (by
+    `fit(rows)`, default: a new model with `params`)."""
+    if fit is None:
+        def fit(rows):
+            return DecisionModel.fit(rows, "correctness", None, CORRECTNESS_FEATURES, params, seed)
     folds = block_folds(list(correctness_df["block_id"]), k, seed)
     out = np.empty(len(correctness_df), dtype=object)
     for f in range(k):
         held = folds == f
         if not held.any():
             continue
-        model = DecisionModel.fit(correctness_df[~held], "correctness", None, CORRECTNESS_FEATURES, params, seed)
-        out[held] = model.predict(correctness_df[held])
+        out[held] = fit(correctness_df[~held]).predict(correctness_df[held])
     return out
 
 
@@ -71,6 +74,28 @@ def train_decision_models(correctness_df, integration_df, out_dir: Path | str, s
     integration = train_and_report(integration_in, "integration", INTEGRATION_MODEL_FEATURES, out_dir / "integration",
                                    seed, params)  # fmt: skip
     return {"correctness": correctness, "integration": integration}
+
+
+def update_decision_models(models_dir: Path | str, correctness_df, integration_df, out_dir: Path | str,
+                           rounds: int = 20, seed: int = 0) -> dict:
+    """Both models of `models_dir` continued by `rounds` trees on a table pair (DecisionModel.update), written to
+    out_dir/correctness and out_dir/integration; the integration rows get out-of-fold semantics from updates
+    of the correctness model, as in training. Returns accuracies on the table itself (a small sample: no split)."""
+    from mapper.decide.models import save, to_json
+
+    correctness, integration = load_decision_models(models_dir)
+    new_c = correctness.update(correctness_df, rounds, seed)
+    semantics = out_of_fold_semantics(correctness_df, seed=seed, fit=lambda rows: correctness.update(rows, rounds,
+                                                                                                     seed))  # fmt: skip
+    integration_in = with_semantics(integration_df, correctness_df, semantics)
+    new_i = integration.update(integration_in, rounds, seed)
+    out_dir = Path(out_dir)
+    report = {"from": str(models_dir), "rounds": rounds, "rows": {"correctness": len(correctness_df),
+              "integration": len(integration_df)}}  # fmt: skip
+    for name, model, df in (("correctness", new_c, correctness_df), ("integration", new_i, integration_in)):
+        report[f"{name}_accuracy_in_sample"] = float(np.mean(model.predict(df) == df["label"].to_numpy()))
+        save(model, out_dir / name, extra_files={"metrics.json": to_json({"update": report}).encode()})
+    return report
 
 
 def _area_counts(pred: np.ndarray, truth: np.ndarray, areas: np.ndarray) -> np.ndarray:

@@ -8,6 +8,12 @@ default) are read from the GeoTIFFs on demand (windowed reads of the tiled files
 memory but the batches), in a background thread that keeps `prefetch` batches ready, so data loading
 overlaps the network (the time the loop waits for data is logged with every validation).
 
+**Weights.** A crop's image is drawn with probability proportional to its block's weight (`SampleWeights`:
+1 unless named). By default the blocks an active-learning campaign ingested last (label.json
+`"al": {"round": k}`, the newest k present) weigh `recent_weight` (1.0: uniform), so a fine-tune
+(mapper.seg.finetune) learns the new labels without forgetting the old. Uniform weights draw exactly the
+sequence they always did, so older checkpoints stay reproducible.
+
 **Targets and empty windows.** Mask2Former is trained with its own set loss (Hungarian matching, class
 cross-entropy, point-sampled mask BCE and dice). Each crop's targets are the masks of the classes present
 among its labelled pixels, background included: a crop without cropland has the background mask alone,
@@ -30,10 +36,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,6 +64,7 @@ from mapper.seg.model import CHANNELS, CLASSES, build_model
 from mapper.world.conditions import COVERAGE_NAMES
 
 if TYPE_CHECKING:
+    from mapper.models.checkpoint import Checkpoint
     from mapper.models.registry import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -84,6 +92,8 @@ class SegTrainConfig(StrictModel):
     val_crops: int = Field(32, ge=1)
     prefetch: int = Field(4, ge=1)
     seed: int = 0
+    # draw weight of the blocks of the newest active-learning round present (label.json "al": {"round": k})
+    recent_weight: float = Field(1.0, gt=0, allow_inf_nan=False)
 
     @field_validator("coverage")
     @classmethod
@@ -110,6 +120,7 @@ class SegSample:
     coverage: str | None
     cropland_fraction: float | None
     world_seed: int  # -1 for human labels
+    al_round: int | None = None  # the active-learning round that ingested the block (label.json "al")
 
 
 def find_samples(roots: Sequence[Path | str], coverage: Sequence[str] | None = SEGMENTED_COVERAGE) -> list[SegSample]:
@@ -126,15 +137,65 @@ def find_samples(roots: Sequence[Path | str], coverage: Sequence[str] | None = S
         for d in complete:
             meta = read_label_json(d)
             seed = int(meta.get("world", {}).get("seed", -1))
+            al_round = (meta.get("al") or {}).get("round")
             for source in meta["sources"]:
                 cov = meta.get("coverage", {}).get(source)
                 if coverage is None or cov in coverage:
                     frac = meta.get("cropland_fraction")
-                    out.append(SegSample(d, meta["block"], source, cov, frac, seed))
+                    out.append(SegSample(d, meta["block"], source, cov, frac, seed, _round(al_round, d)))
     if not out:
         which = "any coverage" if coverage is None else f"coverage {', '.join(coverage)}"
         raise LabelError(f"no labelled image of {which} under {', '.join(map(str, roots))}")
     return out
+
+
+def _round(value, directory: Path) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise LabelError(f"{directory}/label.json: al.round must be a round number ≥ 0, not {value!r}; fix it")
+    return value
+
+
+@dataclass(frozen=True)
+class SampleWeights:
+    """How often each block's images are drawn, relative to 1 (blocks not named weigh 1), and the rule that
+    gave the weights; both go into checkpoint.json."""
+
+    by_block: dict[str, float]
+    rule: str
+
+    @classmethod
+    def explicit(cls, weights: Mapping[str, float]) -> SampleWeights:
+        """Weights chosen by the caller, {block_id: weight}; each must be a finite number > 0 (to leave a block
+        out, leave its samples out)."""
+        bad = {k: w for k, w in weights.items() if not (isinstance(w, int | float) and math.isfinite(w) and w > 0)}
+        if bad:
+            raise ValueError(f"sample weights must be finite numbers > 0; fix those of {bad}")
+        return cls({k: float(w) for k, w in weights.items() if w != 1}, "explicit {block_id: weight}")
+
+    @classmethod
+    def recent(cls, samples: Sequence[SegSample], weight: float, al_round: int | None = None) -> SampleWeights:
+        """The blocks of active-learning round `al_round` (default: the newest among the samples) weigh `weight`,
+        the others 1."""
+        rounds = {s.al_round for s in samples if s.al_round is not None}
+        if al_round is None:
+            al_round = max(rounds, default=None)
+        if weight == 1:
+            return cls({}, "uniform")
+        if al_round is None:
+            return cls({}, f"uniform: no block of an al round to weigh {weight:g}")
+        if al_round not in rounds:
+            log.warning("no training block of al round %d (rounds present: %s); sampling uniformly", al_round,
+                        sorted(rounds))  # fmt: skip
+        return cls({s.block_id: float(weight) for s in samples if s.al_round == al_round},
+                   f"blocks of al round {al_round} weigh {weight:g}, others 1")  # fmt: skip
+
+    def of(self, block_id: str) -> float:
+        return self.by_block.get(block_id, 1.0)
+
+    def record(self) -> dict:
+        return {"rule": self.rule, "weights": dict(sorted(self.by_block.items()))}
 
 
 def split_samples(samples: list[SegSample], fraction: float, seed: int) -> tuple[list[SegSample], list[SegSample]]:
@@ -171,20 +232,42 @@ def _image_shape(sample: SegSample) -> tuple[int, int]:
 
 
 class CropSampler:
-    """Random labelled crops of a list of samples (image shapes read once)."""
+    """Random labelled crops of a list of samples (image shapes read once), each sample drawn with probability
+    proportional to its weight (`weights`, one per sample; default all equal)."""
 
-    def __init__(self, samples: Sequence[SegSample], size: int, min_labelled: float, tries: int = 20):
+    def __init__(
+        self,
+        samples: Sequence[SegSample],
+        size: int,
+        min_labelled: float,
+        tries: int = 20,
+        weights: Sequence[float] | None = None,
+    ):
         self.samples = list(samples)
         self.size, self.min_labelled, self.tries = size, min_labelled, tries
         self.shapes = [_image_shape(s) for s in self.samples]
+        w = np.ones(len(self.samples)) if weights is None else np.asarray(weights, np.float64)
+        if w.shape != (len(self.samples),) or not (np.isfinite(w).all() and (w > 0).all()):
+            raise ValueError(f"need one finite weight > 0 per sample ({len(self.samples)}), got {weights!r}")
+        # Equal weights keep the original draw (rng.integers), so the (seed, step) crops of every run before
+        # weights existed are drawn again exactly; unequal ones invert the cumulative weights with one uniform.
+        self._cumulative = None if (w == w[0]).all() else np.cumsum(w / w.sum())
+
+    def draw(self, rng: np.random.Generator) -> tuple[int, int, int]:
+        """(sample index, row, col) of one crop's top-left corner."""
+        if self._cumulative is None:
+            i = int(rng.integers(len(self.samples)))
+        else:  # side="right": a zero-width interval (none here: weights > 0) is never hit; min() for rounding
+            i = min(int(np.searchsorted(self._cumulative, rng.random(), side="right")), len(self.samples) - 1)
+        h, w = self.shapes[i]
+        row = int(rng.integers(max(1, h - self.size + 1)))
+        col = int(rng.integers(max(1, w - self.size + 1)))
+        return i, row, col
 
     def crop(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         best = None
         for _ in range(self.tries):
-            i = int(rng.integers(len(self.samples)))
-            h, w = self.shapes[i]
-            row = int(rng.integers(max(1, h - self.size + 1)))
-            col = int(rng.integers(max(1, w - self.size + 1)))
+            i, row, col = self.draw(rng)
             rgb, target = read_crop(self.samples[i], row, col, self.size)
             labelled = float(np.mean(target != IGNORE))
             if labelled >= self.min_labelled:
@@ -368,6 +451,17 @@ def _sample_info(samples: Sequence[SegSample]) -> dict:
     }
 
 
+def _init_record(init: Checkpoint) -> dict:
+    """What a fine-tune started from: the checkpoint and the sha256 of its weights (verified when loaded)."""
+    training = init.meta.get("training") or {}
+    return {
+        "checkpoint": str(init.path),
+        "name": init.meta.get("name"),
+        "sha256": init.meta["sha256"],
+        "steps_done": training.get("steps_done"),
+    }
+
+
 def train_seg(
     train: Sequence[SegSample],
     out: Path | str,
@@ -378,15 +472,20 @@ def train_seg(
     info: dict | None = None,
     on_validate: Callable[[dict], None] | None = None,
     spec: ModelSpec | None = None,
+    init: Checkpoint | None = None,
+    weights: SampleWeights | Mapping[str, float] | None = None,
 ) -> SegTrainResult:
     """Train the segmentation network on `train` images, validating on `val`, checkpointing to `out`.
 
     Without `resume`, an existing `out` is an error; with it, the run continues after its last checkpoint.
-    `spec` replaces the registry entry named by cfg.arch; `info` goes into checkpoint.json's training section."""
+    `spec` replaces the registry entry named by cfg.arch; `info` goes into checkpoint.json's training section.
+    `init` (a loaded checkpoint of spec's arch) starts from its weights and normalisation instead of a fresh
+    network (fine-tuning: mapper.seg.finetune); the optimizer starts afresh either way. `weights` sets how
+    often each block is drawn ({block_id: weight}, others 1); default SampleWeights.recent(cfg.recent_weight)."""
     import torch
     import transformers
 
-    from mapper.models.checkpoint import load_checkpoint, save_checkpoint
+    from mapper.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
     from mapper.models.registry import get_model_spec
     from mapper.seg.predict import Segmenter
 
@@ -394,9 +493,20 @@ def train_seg(
     spec = spec or get_model_spec(cfg.arch, kind="segmentation")
     crop = cfg.crop or spec.input.size
     check_output(out, resume, spec, cfg.steps)
+    if init is not None and resume:
+        raise ValueError("a resumed run continues from its own checkpoint; pass init or resume, not both")
+    if init is not None and (init.meta["arch"] != spec.arch or init.meta["input"].get("size") != spec.input.size):
+        raise CheckpointError(
+            f"checkpoint {init.path} is not of arch {spec.name or cfg.arch}; fine-tune it with its own"
+        )
+    if weights is None:
+        weights = SampleWeights.recent(train, cfg.recent_weight)
+    elif not isinstance(weights, SampleWeights):
+        weights = SampleWeights.explicit(weights)
     dev = torch_device(device)
     t_start = time.perf_counter()
-    sampler = CropSampler(train, crop, cfg.min_labelled)
+    sampler = CropSampler(train, crop, cfg.min_labelled, weights=[weights.of(s.block_id) for s in train])
+    init_record = _init_record(init) if init is not None else None
     history: list[dict] = []
     done, prior_seconds = 0, 0.0
     if resume:
@@ -406,10 +516,19 @@ def train_seg(
         done, history = int(training["steps_done"]), list(training.get("history", []))
         prior_seconds = float(training.get("seconds", 0.0))
         mean, std = tuple(meta["normalisation"]["mean"]), tuple(meta["normalisation"]["std"])
-        changed = {k: (training.get("config", {}).get(k), v) for k, v in cfg.model_dump().items()
-                   if training.get("config", {}).get(k) != v}  # fmt: skip
+        # a setting or weighting a run recorded before it existed had its default (uniform sampling)
+        was = {**SegTrainConfig().model_dump(), **training.get("config", {})}
+        changed = {k: (was.get(k), v) for k, v in cfg.model_dump().items() if was.get(k) != v}
+        was_weighting = training.get("weighting", SampleWeights({}, "uniform").record())
+        if was_weighting != weights.record():
+            changed["weighting"] = (was_weighting, weights.record())
         if changed:
             log.warning("resuming %s with changed settings: %s", out, changed)
+        init_record = training.get("init")  # a resumed fine-tune still names what it started from
+    elif init is not None:
+        # The weights were trained on inputs normalised with the init's mean/std: keep them, never recompute.
+        model = init.model
+        mean, std = tuple(init.meta["normalisation"]["mean"]), tuple(init.meta["normalisation"]["std"])
     else:
         torch.manual_seed(cfg.seed)
         model = build_model(spec.arch)
@@ -430,6 +549,8 @@ def train_seg(
         "world_seeds": _sample_info(train)["world_seeds"],
         "train": _sample_info(train),
         "val": _sample_info(val) if val else None,
+        "init": init_record,
+        "weighting": weights.record(),
         "device": dev.type,
         "torch_version": torch.__version__,
         "transformers_version": transformers.__version__,

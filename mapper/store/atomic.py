@@ -64,19 +64,20 @@ def fsync_dir(path: Path) -> None:
 
 @contextlib.contextmanager
 def atomic_directory(directory: Path | str) -> Iterator[Path]:
-    """Yield an empty temporary directory beside `directory`; on success its files are fsynced and it replaces
-    `directory`, on error it is removed. Replacing an existing directory takes two renames: a kill between
-    them leaves the old one as `.<name>.old-<id>` beside it (readers may point to it)."""
+    """Yield an empty temporary directory beside `directory`; on success its files (subfolders included) are
+    fsynced and it replaces `directory`, on error it is removed. Replacing an existing directory takes two
+    renames: a kill between them leaves the old one as `.<name>.old-<id>` beside it (readers may point to it)."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = directory.parent / f".{directory.name}.{uuid.uuid4().hex}.tmp"
     tmp.mkdir()
     try:
         yield tmp
-        for p in tmp.iterdir():
-            with open(p, "rb+") as f:
-                os.fsync(f.fileno())
-        fsync_dir(tmp)
+        for folder, _, files in os.walk(tmp):
+            for name in files:
+                with open(Path(folder) / name, "rb+") as f:
+                    os.fsync(f.fileno())
+            fsync_dir(Path(folder))
         old = None
         if directory.exists():
             old = directory.parent / f".{directory.name}.old-{uuid.uuid4().hex}"
