@@ -157,9 +157,11 @@ class Ledger:
         self.rounds.append(entry)
         return entry
 
-    def record(self, k: int, step: str, result: dict) -> None:
+    def record(self, k: int, step: str, result: dict, seconds: float | None = None) -> None:
         entry = self.round(k)
         entry["steps"][step] = {**result, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        if seconds is not None:  # wall time of this attempt (a resumed step counts only its last attempt)
+            entry["steps"][step]["seconds"] = round(seconds, 2)
         self.save()
 
     def finished_rounds(self) -> list[dict]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -350,7 +351,8 @@ def advance(c: Campaign, until: str = "validate", returned: Path | None = None) 
     k = entry["round"]
     if k == 0:  # the baseline: the starting models on the validation sample
         if "validate" not in entry["steps"]:
-            c.ledger.record(0, "validate", step_validate(c, 0))
+            t0 = time.perf_counter()
+            c.ledger.record(0, "validate", step_validate(c, 0), time.perf_counter() - t0)
         entry["done"] = True
         c.ledger.save()
         return entry
@@ -359,8 +361,9 @@ def advance(c: Campaign, until: str = "validate", returned: Path | None = None) 
             continue
         log.info("round %d: %s", k, step)
         fn = STEP_FUNCTIONS[step]
+        t0 = time.perf_counter()
         result = fn(c, k, returned) if step in ("label", "ingest") else fn(c, k)
-        c.ledger.record(k, step, result)
+        c.ledger.record(k, step, result, time.perf_counter() - t0)
     if "validate" in entry["steps"]:
         entry["done"] = True
         c.ledger.save()
