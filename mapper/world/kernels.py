@@ -66,8 +66,9 @@ def value_noise_ufunc(x, y, spacing, salt):
 @njit(cache=True, error_model="numpy")
 def fill_points(px, py, zone, sx, sy, kind, cos_t, sin_t, strip, length, key, road,
                 cx0, cy0, nx, fields, seed, road_half_width,
-                cover, field_rand, u_out, v_out, lot_w, lot_h, edge):  # fmt: skip
+                cover, field_rand, u_out, v_out, lot_w, lot_h, edge, zone_key):  # fmt: skip
     """Land cover at points (global px). Zone tables are flat over cells [cx0, cx0+nx) × [cy0, ...).
+    zone_key gets each point's zone identity: with field_rand it names the point's field (crops, parcels).
 
     Neighbouring points (pixels of a row) mostly share their zone and field, so the Voronoi search and the
     field hashes are skipped when they provably give the previous point's answer (see `gap` below)."""
@@ -164,6 +165,7 @@ def fill_points(px, py, zone, sx, sy, kind, cos_t, sin_t, strip, length, key, ro
         lot_w[p] = st
         lot_h[p] = ln
         edge[p] = ed and farm
+        zone_key[p] = key[zi]
 
 
 @njit(cache=True, error_model="numpy")

@@ -80,6 +80,7 @@ class LandscapePatch:
     edge: np.ndarray  # bool: field boundary (ridge, bund, terrace riser) — cropland, drawn darker
     elevation: np.ndarray  # float32 metres
     soil: np.ndarray  # float32 in [0, 1]: regional soil colour
+    zone_key: np.ndarray  # int64 identity of the pixel's zone; (zone_key, field_rand) names its field
 
     @property
     def cropland(self) -> np.ndarray:
@@ -241,10 +242,13 @@ class Landscape:
 
         Smooth fields are evaluated exactly at the points (tiles interpolate them from a 16 px lattice; the
         difference moves river and lake edges by a fraction of a pixel, immaterial to area statistics)."""
+        return CROPLAND[self.truth_at_points(x, y)["cover"]]
+
+    def truth_at_points(self, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+        """Everything the land-cover kernel knows at points (cover, field_rand, zone_key, …), unrendered."""
         x = np.asarray(x, np.float64).ravel()
         y = np.asarray(y, np.float64).ravel()
-        fields = self.smooth_fields_at(x, y).astype(np.float32)
-        return CROPLAND[self._fill(x, y, fields)["cover"]]
+        return self._fill(x, y, self.smooth_fields_at(x, y).astype(np.float32))
 
     def _fill(self, px: np.ndarray, py: np.ndarray, fields: np.ndarray) -> dict[str, np.ndarray]:
         """Run the land-cover kernel over points, with the zone table of the cells around them."""
@@ -262,6 +266,7 @@ class Landscape:
             "lot_w": np.empty(n, np.float32),
             "lot_h": np.empty(n, np.float32),
             "edge": np.empty(n, np.bool_),
+            "zone_key": np.empty(n, np.int64),
         }
         kernels.fill_points(
             px, py, ZONE, z.sx, z.sy, z.kind, np.cos(z.theta), np.sin(z.theta), z.strip, z.length, z.key, z.road,
