@@ -28,15 +28,21 @@ def test_packaged_taxonomy_has_four_levels_and_flags():
 @pytest.mark.parametrize(
     ("rows", "message"),
     [
-        ("1,cereals,rice,rice,single rice,false,true,true\n2,oilseeds,rice,rice,double rice,false,true,true\n",
-         "line 3: level-2 class 'rice' is under 'oilseeds' here but under 'cereals'"),
-        ("1,cereals,rice,rice,single rice,false,true,true\n1,cereals,rice,rice,double rice,false,true,true\n",
-         "line 3: code 1 is used twice"),
+        (
+            "1,cereals,rice,rice,single rice,false,true,true\n2,oilseeds,rice,rice,double rice,false,true,true\n",
+            "line 3: level-2 class 'rice' is under 'oilseeds' here but under 'cereals'",
+        ),
+        (
+            "1,cereals,rice,rice,single rice,false,true,true\n1,cereals,rice,rice,double rice,false,true,true\n",
+            "line 3: code 1 is used twice",
+        ),
         ("1,cereals,rice,,single rice,false,true,true\n", "line 2: an empty class name"),
         ("1,cereals,rice,rice,single rice,maybe,true,true\n", "line 2: perennial is 'maybe'"),
         ("0,cereals,rice,rice,single rice,false,true,true\n", "code 0 must be 1..255"),
-        ("1,cereals,rice,rice,rice,false,true,true\n2,cereals,wheat,wheat,rice,false,true,true\n",
-         "leaf 'rice' appears twice"),
+        (
+            "1,cereals,rice,rice,rice,false,true,true\n2,cereals,wheat,wheat,rice,false,true,true\n",
+            "leaf 'rice' appears twice",
+        ),
     ],
 )
 def test_broken_tables_are_refused_naming_the_row(tmp_path, rows, message):

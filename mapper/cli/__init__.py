@@ -11,6 +11,7 @@ from mapper import __version__
 from mapper.cli.al import al
 from mapper.cli.cache import cache
 from mapper.cli.compare import compare
+from mapper.cli.croptype import croptype
 from mapper.cli.decide import decide
 from mapper.cli.demo import demo
 from mapper.cli.evaluate import evaluate
@@ -47,6 +48,7 @@ cli.add_command(validate)
 cli.add_command(compare)
 cli.add_command(report)
 cli.add_command(al)
+cli.add_command(croptype)
 
 
 def main() -> None:

@@ -1,0 +1,228 @@
+"""Training CropNet on labelled series: class-balanced cross-entropy summed over the four levels, Adam,
+on-the-fly augmentation, early stopping on the validation loss (the best weights are kept).
+
+Labels are leaf indices; the level targets are their taxonomy paths. Per level each class is weighted by
+1 / its training frequency (normalised so the weights average 1 over the training samples), so a rare crop
+counts as much as a common one; a class absent from training gets weight 0. Deterministic for a seed on a
+given device. Saving, loading and prediction live in mapper.croptype.checkpoint and .predict (re-exported
+here).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mapper.croptype.augment import SeriesAugment, augment_batch
+from mapper.croptype.checkpoint import load_croptype, save_croptype_checkpoint
+from mapper.croptype.decode import decode
+from mapper.croptype.model import CropNet, build_model, default_arch
+from mapper.croptype.normalise import band_statistics, normalise
+from mapper.croptype.predict import predict_croptype
+
+__all__ = [
+    "CropTrainConfig",
+    "class_weights",
+    "hierarchical_loss",
+    "load_croptype",
+    "predict_croptype",
+    "save_croptype_checkpoint",
+    "train_cropnet",
+]
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass
+class CropTrainConfig:
+    width: int = 128  # CropNet's; 32 trains on a CPU in minutes
+    dropout: float = 0.2
+    lr: float = 1e-4  # CropNet's Adam rate; CPU recipes with few epochs use 1e-3
+    epochs: int = 100
+    batch_size: int = 64
+    patience: int = 10  # epochs without a better validation loss before stopping
+    augment: bool = True
+    shift_days: float = 50.0
+    scale: float = 0.2
+    warp_sigma: float = 0.1
+    seed: int = 0
+    device: str = "auto"  # "auto": cuda when available, else cpu
+    prior: bool = False  # feed last year's leaf to the heads
+    prior_drop: float = 0.2  # share of training priors hidden (−1), so the model also works without one
+
+    def augmentation(self) -> SeriesAugment:
+        return SeriesAugment(self.shift_days, self.scale, self.warp_sigma)
+
+
+def class_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """Per class 1 / frequency, scaled so the mean weight over the samples is 1; absent classes 0."""
+    counts = np.bincount(np.asarray(labels, np.int64), minlength=n_classes).astype(np.float64)
+    w = np.divide(1.0, counts, out=np.zeros_like(counts), where=counts > 0)
+    return w * len(labels) / max(1, int((counts > 0).sum()))
+
+
+def hierarchical_loss(logits: list[torch.Tensor], targets: torch.Tensor, weights: list[torch.Tensor]) -> torch.Tensor:
+    """Σ over levels of the weighted cross-entropy; targets (B, levels) class indices."""
+    return sum(F.cross_entropy(z, targets[:, lv], weight=weights[lv]) for lv, z in enumerate(logits))
+
+
+def _check_set(x, leaf, prior, taxonomy, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    x, leaf = np.asarray(x, np.float32), np.asarray(leaf, np.int64)
+    if x.ndim != 3 or len(x) != len(leaf) or not len(x):
+        raise ValueError(
+            f"{what} set: series must be (N, bands, T) with one leaf per series, got {x.shape} and {leaf.shape}"
+        )
+    if not np.isfinite(x).all():
+        raise ValueError(f"{what} set has NaN or inf reflectance; fill the gaps (series interpolation) first")
+    if leaf.min() < 0 or leaf.max() >= taxonomy.n_leaves:
+        raise ValueError(f"{what} labels must be leaf indices 0..{taxonomy.n_leaves - 1} of the taxonomy")
+    if prior is not None:
+        prior = np.asarray(prior, np.int64)
+        if prior.shape != leaf.shape or prior.min() < -1 or prior.max() >= taxonomy.n_leaves:
+            raise ValueError(f"{what} prior must be (N,) leaf indices or −1 for unknown")
+    return x, leaf, prior
+
+
+def _device(name: str) -> torch.device:
+    from mapper.models.training import torch_device
+
+    return torch_device(None if name in ("auto", "", None) else name)
+
+
+def _batches(n: int, size: int, rng: np.random.Generator):
+    order = rng.permutation(n)
+    for i in range(0, n, size):
+        idx = order[i : i + size]
+        if len(idx) > 1:  # BatchNorm cannot train on a single sample
+            yield idx
+
+
+def _train_epoch(model, opt, data: dict, weights, cfg: CropTrainConfig, rng, device) -> float:
+    model.train()
+    total, n = 0.0, 0
+    aug = cfg.augmentation()
+    for idx in _batches(len(data["x"]), cfg.batch_size, rng):
+        x = data["x"][idx]
+        if cfg.augment:
+            x = augment_batch(x, rng, aug)  # on reflectance, before normalisation: the warp is a gain
+        xt = torch.from_numpy(normalise(x, data["norm"])).to(device)
+        prior = None
+        if cfg.prior:
+            p = data["prior"][idx].copy()
+            p[rng.random(len(p)) < cfg.prior_drop] = -1
+            prior = torch.from_numpy(p).to(device)
+        loss = hierarchical_loss(model(xt, prior), data["targets"][idx].to(device), weights)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += loss.item() * len(idx)
+        n += len(idx)
+    return total / max(n, 1)
+
+
+@torch.no_grad()
+def _evaluate(model, data: dict, weights, paths: np.ndarray, device, batch: int = 1024) -> tuple[float, float]:
+    """(validation loss, decoded leaf accuracy). The loss is training's: per level the weighted mean over
+    the whole set (Σ w·loss / Σ w), summed over the levels."""
+    model.eval()
+    n_levels = paths.shape[1]
+    loss_sum = np.zeros(n_levels)
+    outputs: list[list[torch.Tensor]] = []
+    for i in range(0, len(data["x"]), batch):
+        xt = torch.from_numpy(normalise(data["x"][i : i + batch], data["norm"])).to(device)
+        prior = torch.from_numpy(data["prior"][i : i + batch]).to(device) if data["prior"] is not None else None
+        logits = model(xt, prior)
+        tg = data["targets"][i : i + batch].to(device)
+        for lv, z in enumerate(logits):
+            loss_sum[lv] += float(F.cross_entropy(z, tg[:, lv], weight=weights[lv], reduction="sum"))
+        outputs.append([z.log_softmax(1).cpu() for z in logits])
+    denom = np.array([float(weights[lv].cpu()[data["targets"][:, lv]].sum()) for lv in range(n_levels)])
+    loss = float((loss_sum / denom).sum()) if (denom > 0).all() else float("nan")  # nan: no trained class
+    leaf = decode([torch.cat([o[lv] for o in outputs]) for lv in range(n_levels)], paths).leaf
+    return loss, float((leaf == data["leaf"]).mean())
+
+
+def _prepare(x, leaf, prior, taxonomy, norm) -> dict:
+    return {"x": x, "leaf": leaf, "prior": prior, "norm": norm, "targets": torch.from_numpy(taxonomy.paths[leaf])}
+
+
+def train_cropnet(
+    X_train,
+    leaf_train,
+    X_val,
+    leaf_val,
+    taxonomy,
+    cfg: CropTrainConfig | None = None,
+    prior_train=None,
+    prior_val=None,
+    log: Callable[[str], None] = _log.info,
+) -> tuple[CropNet, dict]:
+    """Train CropNet; returns (model in eval mode with the best validation weights, history). history holds
+    per-epoch losses and accuracy, best_epoch, normalisation {mean, std} (for the checkpoint and prediction)
+    and the config. Without a validation set (X_val None) it trains all epochs and keeps the last weights."""
+    cfg = cfg or CropTrainConfig()
+    if cfg.prior and prior_train is None:
+        raise ValueError("cfg.prior is set but no prior_train given; pass last year's leaves (−1 for unknown)")
+    x, leaf, prior = _check_set(X_train, leaf_train, prior_train if cfg.prior else None, taxonomy, "training")
+    norm = band_statistics(x)
+    train = _prepare(x, leaf, prior, taxonomy, norm)
+    val = None
+    if X_val is not None:
+        pv = prior_val if cfg.prior else None
+        if cfg.prior and pv is None:
+            pv = np.full(len(leaf_val), -1)  # no prior known for the validation samples
+        val = _prepare(*_check_set(X_val, leaf_val, pv, taxonomy, "validation"), taxonomy, norm)
+
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    device = _device(cfg.device)
+    arch = default_arch(taxonomy.sizes, taxonomy.n_leaves, cfg.width, cfg.dropout, cfg.prior, x.shape[1], x.shape[2])
+    model = build_model(arch).to(device)
+    levels = taxonomy.paths[leaf]
+    weights = [
+        torch.tensor(class_weights(levels[:, lv], n), dtype=torch.float32, device=device)
+        for lv, n in enumerate(taxonomy.sizes)
+    ]
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+
+    history: dict = {"epochs": [], "best_epoch": None, "best_val_loss": None, "stopped_early": False}
+    best_loss, best_state, waited = float("inf"), None, 0
+    start = time.monotonic()
+    for epoch in range(1, cfg.epochs + 1):
+        record = {"epoch": epoch, "train_loss": _train_epoch(model, opt, train, weights, cfg, rng, device)}
+        if val is not None:
+            record["val_loss"], record["val_leaf_accuracy"] = _evaluate(model, val, weights, taxonomy.paths, device)
+        history["epochs"].append(record)
+        log(f"epoch {epoch}/{cfg.epochs}: " + ", ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "epoch"))
+        if val is None:
+            continue
+        if record["val_loss"] < best_loss:
+            best_loss, best_state, waited = record["val_loss"], copy.deepcopy(model.state_dict()), 0
+            history["best_epoch"], history["best_val_loss"] = epoch, best_loss
+        else:
+            waited += 1
+            if waited >= cfg.patience:
+                history["stopped_early"] = True
+                log(f"no better validation loss for {cfg.patience} epochs; keeping epoch {history['best_epoch']}")
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    elif history["epochs"]:
+        history["best_epoch"] = history["epochs"][-1]["epoch"]
+    model.eval()
+    history.update(
+        normalisation=norm,
+        config=asdict(cfg),
+        device=str(device),
+        seconds=round(time.monotonic() - start, 2),
+        n_train=len(x),
+        n_val=0 if val is None else len(val["x"]),
+    )
+    return model, history
