@@ -21,7 +21,7 @@ import ray
 from mapper.pipelines.ray_auth import prepare_cluster_auth
 
 from mapper.run.executor import ExecutorError, check_reachable
-from mapper.run.stages import STAGES, WORKERS, NoopWorker, RunContext
+from mapper.run.stages import CROP_STAGE, WORKERS, NoopWorker, RunContext, active_stages
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class StageActor:
         return ray.get_runtime_context().get_node_id()
 
 
-MODEL_STAGES = ("iqa", "segment")
+MODEL_STAGES = ("iqa", "segment", CROP_STAGE)
 
 
 def _use_the_nodes_cpus(ctx: RunContext) -> None:
@@ -73,12 +73,16 @@ def pool_specs(run_cfg, cpus: float, gpus: float, node_cpus: float | None = None
     if gpu_count:
         specs["iqa"] = PoolSpec(1, 0.1, 0.25)
         specs["segment"] = PoolSpec(seg_workers, 1.0, 1.0)
+        specs[CROP_STAGE] = PoolSpec(1, 1.0, 0.25)  # the crop-type model is small: a GPU share
         return specs
     spare = cpus - sum(s.size * s.num_cpus for s in specs.values())
     per_actor = max(1, int(spare // seg_workers))
     if node_cpus is not None:
         per_actor = max(1, min(per_actor, int(node_cpus) - 1))
     specs["segment"] = PoolSpec(seg_workers, float(per_actor) if spare >= 1 else max(spare, 0.1))
+    # Crop types: a CPU share like the light stages, so the pool fits beside segmentation on any machine (it
+    # would otherwise wait for CPUs that the segmentation actors hold for the whole run).
+    specs[CROP_STAGE] = PoolSpec(1, 0.1)
     return specs
 
 
@@ -103,7 +107,7 @@ class RayExecutor:
         self.depth = depth
         remote = ray.remote(StageActor)
         self.pools: dict[str, list] = {}
-        for stage in STAGES:
+        for stage in active_stages(ctx.config) if not dry_run else active_stages({}):
             spec = self.specs[stage]
             opts = {"num_cpus": spec.num_cpus, "num_gpus": spec.num_gpus, "max_restarts": -1, "max_task_retries": 0}
             self.pools[stage] = [remote.options(**opts).remote(stage, ctx, dry_run) for _ in range(spec.size)]

@@ -172,3 +172,23 @@ def test_an_unwritable_run_directory_fails_before_any_work(tmp_path):
     blocker.write_text("")
     with pytest.raises(RunStoreError, match="cannot write the run directory"):
         RunStore.create(blocker / "run", IDENTITY, "")
+
+
+def test_the_crop_type_stage_runs_after_final_on_finished_blocks_only_when_enabled(tmp_path):
+    """A finished run given the crop-type stage (what `mapper croptype map` does): only the new stage runs,
+    once per block; without it the run is complete as it was."""
+    from mapper.run.stages import CROP_STAGE, active_stages
+
+    assert active_stages({}) == STAGES
+    stages = active_stages({"croptype": {"enabled": True}})
+    assert stages == (*STAGES, CROP_STAGE)
+    store = _store(tmp_path)
+    Driver(store, InProcessExecutor(_ctx(store), dry_run=True), SOURCES, DriverSettings()).run()
+    workers = {**_workers(), CROP_STAGE: type("CropWorker", (Recording,), {"stage": CROP_STAGE})}
+    executor = InProcessExecutor(_ctx(store), workers=workers)
+    settings = DriverSettings(stages=stages)
+    assert Driver(store, executor, SOURCES, settings).run() == {"finished": 6, "failed": 0}
+    assert sorted(Recording.calls) == sorted((f"{5000 + i}_2200", "", CROP_STAGE) for i in range(6))
+    Recording.calls = []
+    assert Driver(store, InProcessExecutor(_ctx(store), workers=workers), SOURCES, settings).run()["finished"] == 6
+    assert Recording.calls == []

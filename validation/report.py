@@ -141,6 +141,17 @@ def _figures(run_dir: Path, validation: dict, tmp: Path) -> list[_Figure]:
         ("blocks.png", "Mapped blocks", "A dozen mapped blocks: imagery with the final cropland over it."),
     ):
         add(title, "", caption, lambda png, n=name: _copy_run_png(run_dir / "report" / n, png))
+    if (run_dir / "croptype" / "summary.json").is_file():  # `mapper croptype map` ran
+        for name, title, caption in (
+            ("croptype_blocks.png", "Crop types of mapped blocks",
+             "Level-4 crop of every field inside the final cropland (10 m, fields delineated by their series)."),
+            ("croptype_confusion.png", "Crop types against the truth",
+             "Area confusion of the mapped crops with the simulated world's, over pixels cropland in both."),
+        ):  # fmt: skip
+            if name == "croptype_confusion.png" and not (run_dir / "report" / name).is_file():
+                continue  # no truth for real imagery
+            writer = "`mapper croptype map`"
+            add(title, "", caption, lambda png, n=name, w=writer: _copy_run_png(run_dir / "report" / n, png, w))
     return figs
 
 
@@ -258,6 +269,7 @@ def _page(run_dir: Path, validation: dict, figures: list[_Figure]) -> str:
         _pixel_section(validation),
         _semantic_section(validation),
         _province_section(validation),
+        _croptype_section(run_dir),
         _figure_section(figures),
     ]
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -351,6 +363,43 @@ def _province_section(validation: dict) -> str:
                 f"{''.join(pref_rows)}</table></details>")  # fmt: skip
     return (f"<section><h2>3. Province level and the stop verdict</h2><table>{head}{''.join(rows)}</table>"
             f"{''.join(verdicts)}{pref}</section>")  # fmt: skip
+
+
+def _croptype_section(run_dir: Path) -> str:
+    """Crop areas per province and class (level 1 and the largest level-4 classes), mapped against the truth
+    where the world gives it, and the area-weighted accuracy per level — from `mapper croptype map`."""
+    import pandas as pd
+
+    summary_path = run_dir / "croptype" / "summary.json"
+    if not summary_path.is_file():
+        return ""
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    areas = pd.read_csv(run_dir / "croptype" / "areas_provinces.csv")
+    truth = areas["truth_ha"].notna().any()
+    acc = summary.get("accuracy_by_area") or {}
+    head = "<tr><th>province</th><th>level</th><th>class</th><th>mapped ha</th>" + (
+        "<th>truth ha</th><th>mapped / truth</th></tr>" if truth else "</tr>")
+    rows = []
+    for (_, level), part in areas[areas["level"].isin([1, 4])].groupby(["unit_name", "level"], sort=False):
+        shown = part.sort_values("mapped_ha", ascending=False).head(5 if level == 1 else 8)
+        for r in shown.to_dict("records"):
+            name, cls = html.escape(str(r["unit_name"])), html.escape(str(r["class"]))
+            cells = [name, str(level), cls, _crop_cell(r["mapped_ha"])]
+            if truth:
+                cells += [_crop_cell(r["truth_ha"]), _crop_cell(r["ratio"], 2)]
+            rows.append("<tr>" + "".join(c if c.startswith("<td") else f"<td>{c}</td>" for c in cells) + "</tr>")
+    accuracy = ""
+    if acc:
+        accuracy = ("<p>Accuracy by area against the truth (pixels cropland in both): " + ", ".join(
+            f"level {k[-1]} {v:.1%}" for k, v in acc.items() if v is not None) + ".</p>")  # fmt: skip
+    lead = (f"<p>{summary.get('parcels', 0):,} fields of {summary.get('blocks', 0)} blocks classified "
+            f"({summary.get('classified', 0):,} with a crop). Largest classes per province:</p>")  # fmt: skip
+    return f"<section><h2>4. Crop types</h2>{lead}{accuracy}<table>{head}{''.join(rows)}</table></section>"
+
+
+def _crop_cell(value, digits: int = 1) -> str:
+    shown = "–" if value != value else f"{value:,.{digits}f}"  # NaN: no truth
+    return f'<td class="num">{shown}</td>'
 
 
 def _verdict(province: dict, stop: dict) -> str:

@@ -43,17 +43,33 @@ def _world(world_seed: int | None):
 )
 @click.option("--window-km", type=click.FloatRange(0.2, 5.5), default=2.0, show_default=True, help="Window side.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the window sample.")
+@click.option(
+    "--unit",
+    type=click.Choice(["parcel", "pixel"]),
+    default="parcel",
+    show_default=True,
+    help="parcel: each truth field's mean over its pure pixels; pixel: single pure pixels, unaveraged.",
+)
+@click.option(
+    "--max-pixels-per-window",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="With --unit pixel: pixels drawn at random (seeded by --seed) from each window.",
+)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Dataset directory.")
 @world_seed_option
-def simulate(province, windows, window_km, seed, out, world_seed):
+def simulate(province, windows, window_km, seed, unit, max_pixels_per_window, out, world_seed):
     """Sample windows of a province of the world, composite its Sentinel-2 acquisitions (clouds masked by
-    SCL) and write the truth fields' parcel series with this year's and last year's crop."""
+    SCL) and write the truth fields' parcel series (or, with --unit pixel, single pure pixels' series) with
+    this year's and last year's crop."""
     from mapper.croptype.dataset import save_dataset, simulate_dataset
 
-    ds = simulate_dataset(_world(world_seed), province, windows, window_km, seed, log=lambda m: click.echo(m, err=True))
+    ds = simulate_dataset(_world(world_seed), province, windows, window_km, seed, log=lambda m: click.echo(m, err=True),
+                          unit=unit, max_pixels_per_window=max_pixels_per_window)  # fmt: skip
     save_dataset(ds, out)
     counts = ds.parcels["code"].value_counts()
-    click.echo(f"{len(ds)} parcels of {counts.size} crops from {windows} windows -> {out}")
+    click.echo(f"{len(ds)} {unit}s of {counts.size} crops from {windows} windows -> {out}")
 
 
 @croptype.command("export-s2", short_help="Write the world's Sentinel-2 over a box as per-date GeoTIFFs.")
@@ -81,3 +97,221 @@ def export_s2(bbox, out, world_seed):
 
 def echo_json(obj) -> None:
     click.echo(json.dumps(obj, indent=2, ensure_ascii=False))
+
+
+def _datasets(paths):
+    from mapper.croptype.dataset import concat, load_dataset
+
+    sets = [load_dataset(p) for p in paths]
+    return sets[0] if len(sets) == 1 else concat(sets)
+
+
+DATASET = click.Path(file_okay=False, exists=True, path_type=Path)
+
+
+@croptype.command("train", short_help="Train CropNet (or the random-forest baseline) on parcel datasets.")
+@click.option(
+    "--data",
+    "data",
+    multiple=True,
+    required=True,
+    type=DATASET,
+    help="A parcel dataset (`mapper croptype simulate`); repeatable.",
+)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Model directory.")
+@click.option("--model", "kind", type=click.Choice(["cropnet", "forest"]), default="cropnet", show_default=True)
+@click.option(
+    "--width",
+    type=click.IntRange(min=4),
+    default=32,
+    show_default=True,
+    help="CropNet channels (the paper's 128 on a GPU; 32 trains on two CPU cores in minutes).",
+)
+@click.option("--epochs", type=click.IntRange(min=1), default=40, show_default=True)
+@click.option(
+    "--lr",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1e-3,
+    show_default=True,
+    help="Adam learning rate (CropNet's 1e-4 needs more epochs).",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
+@click.option("--patience", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--no-augment", is_flag=True, help="Train without the time shift, time scaling and magnitude warp.")
+@click.option("--shift-days", type=click.FloatRange(min=0), default=50.0, show_default=True)
+@click.option("--prior", is_flag=True, help="Feed last year's crop to the heads (H2Crop's prior).")
+@click.option("--trees", type=click.IntRange(min=1), default=500, show_default=True, help="Trees of --model forest.")
+@click.option(
+    "--val-share",
+    type=click.FloatRange(0.05, 0.5),
+    default=0.2,
+    show_default=True,
+    help="Share of the windows held out for validation (whole windows).",
+)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+def train(data, out, kind, width, epochs, lr, batch_size, patience, no_augment, shift_days, prior, trees, val_share,
+          seed, device):  # fmt: skip
+    """Train on the datasets' parcels, holding out whole windows for validation (early stopping on them)."""
+    import shlex
+    import sys
+
+    from mapper.croptype.fit import train_model
+    from mapper.croptype.train import CropTrainConfig
+
+    cfg = CropTrainConfig(
+        width=width, epochs=epochs, lr=lr, batch_size=batch_size, patience=patience, augment=not no_augment,
+        shift_days=shift_days, seed=seed, device=device, prior=prior,
+    )  # fmt: skip
+    command = "mapper " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    info = train_model(_datasets(data), out, kind, cfg, val_share, n_trees=trees, command=command,
+                       log=lambda m: click.echo(m, err=True))  # fmt: skip
+    m = info["val_metrics"]
+    click.echo(f"{kind} -> {out}: validation ({info['n_val']} parcels of held-out windows) OA per level "
+               + " / ".join(f"{m[f'level{i}']['overall_accuracy']:.3f}" for i in range(1, 5)))  # fmt: skip
+
+
+@croptype.command("evaluate", short_help="Per-level metrics of a model on a parcel dataset it was not trained on.")
+@click.option(
+    "--model",
+    "model_path",
+    default="croptype-default",
+    show_default=True,
+    help="A model directory or a packaged model name.",
+)
+@click.option(
+    "--data",
+    "data",
+    multiple=True,
+    type=DATASET,
+    help="Parcel dataset(s); default: simulate --province on --world-seed.",
+)
+@click.option("--province", "-p", default="Henan", show_default=True, help="Without --data: where to sample.")
+@click.option("--windows", type=click.IntRange(min=1), default=10, show_default=True, help="Without --data.")
+@click.option("--figures", type=click.Path(file_okay=False, path_type=Path), help="Folder for confusion PNGs.")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@world_seed_option
+def evaluate(model_path, data, province, windows, figures, as_json, world_seed):
+    """OA, macro-F1 over the classes present and the confusion matrix at each taxonomy level, and the share of
+    the heads' own predictions that form a valid path. Without --data, parcels of --province on --world-seed
+    (default 1: the packaged model learnt on seed 0 only) are simulated first."""
+    from mapper.croptype.dataset import simulate_dataset
+    from mapper.croptype.fit import evaluate_model, load_any
+    from mapper.models.registry import resolve_checkpoint
+
+    model = load_any(resolve_checkpoint(model_path))
+    if data:
+        ds = _datasets(data)
+        where = ", ".join(str(d) for d in data)
+    else:
+        seed = 1 if world_seed is None else world_seed
+        ds = simulate_dataset(_world(seed), province, windows, seed=100 + seed)
+        where = f"{province} on world seed {seed} ({windows} windows)"
+    metrics = evaluate_model(model, ds, figures=figures, title=Path(model_path).name)
+    metrics["model"] = str(model_path)
+    metrics["data"] = where
+    if as_json:
+        echo_json(metrics)
+        return
+    click.echo(f"{model_path} on {where}: {metrics['n_parcels']} parcels")
+    for i in range(1, 5):
+        lv = metrics[f"level{i}"]
+        click.echo(f"  level {i}: OA {lv['overall_accuracy']:.3f}  macro-F1 {lv['macro_f1']:.3f}  "
+                   f"({len(lv['classes_present'])} classes present)")  # fmt: skip
+    if "raw_consistency" in metrics:
+        click.echo(f"  heads' own predictions forming a valid path: {metrics['raw_consistency']:.3f}")
+
+
+@croptype.command("map", short_help="Crop types of a finished `mapper run` (a resumable stage of the run).")
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--model", "model_path", help="Crop-type model (default: the config's croptype.model, croptype-default).")
+@click.option(
+    "--s2",
+    "s2_paths",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Sentinel-2 L2A files or folders (repeatable); default: the simulated world's.",
+)
+@click.option("--bands", help="Layer names of files that do not name their bands, e.g. B2,B3,B4,B8.")
+@click.option(
+    "--dates-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="One YYYY-MM-DD per line, for files without dates.",
+)
+@click.option("--in-process", is_flag=True, help="Run in this process, without Ray.")
+@click.option("--address", help="A Ray cluster (host:port).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@click.option("--retry-failed", is_flag=True, help="Give blocks whose crop types failed their attempts again.")
+def map_run(run_dir, model_path, s2_paths, bands, dates_file, in_process, address, quiet, retry_failed):
+    """Add crop types to a run: per block, the Sentinel-2 series of its field polygons (pure 10 m pixels of
+    the final cropland map) are classified, and RUN_DIR/croptype/ gets the crop-type maps (10 m GeoTIFFs,
+    a VRT per UTM zone with a QGIS style), the field polygons per prefecture with their crops, and crop areas
+    per province and prefecture. Blocks already done are skipped: after an interruption, run it again."""
+    from mapper.cli.run import _executor_factory, _resume_request
+    from mapper.run.session import run as run_session
+
+    overrides = {"croptype.enabled": True}
+    if model_path:
+        overrides["croptype.model"] = model_path
+    if s2_paths:
+        overrides.update({"croptype.s2.kind": "files", "croptype.s2.paths": [str(p) for p in s2_paths]})
+    if bands:
+        overrides["croptype.s2.bands"] = [b.strip() for b in bands.split(",") if b.strip()]
+    if dates_file:
+        overrides["croptype.s2.dates_file"] = str(dates_file)
+    req = _resume_request(run_dir, None, None, None, "demo", None, (), None, overrides=overrides)
+    req.quiet, req.retry_failed = quiet, retry_failed
+    _preflight(req.config)
+    summary = run_session(req, _executor_factory(in_process, address, False))
+    outputs = summary.get("outputs", {}).get("croptype", {})
+    if not outputs:
+        raise CropTypeUsageError(f"no block of {run_dir} got crop types (see {run_dir / 'run.log'})")
+    click.echo(f"crop types of {summary.get('finished', 0)} blocks -> {run_dir / 'croptype'}")
+    for key in ("areas_provinces", "maps", "polygons", "blocks_png"):
+        value = outputs.get(key)
+        shown = ", ".join(value[:3]) + (" …" if len(value) > 3 else "") if isinstance(value, list) else value
+        click.echo(f"  {key}: {shown}")
+    if summary.get("failed"):
+        raise SystemExit(1)
+
+
+def _preflight(config) -> None:
+    """Before any block: the model loads (checksums, taxonomy) and the Sentinel-2 files' headers agree with
+    each other and hold the bands the model needs."""
+    from mapper.croptype.checkpoint import load_croptype
+    from mapper.croptype.s2read import require_bands
+    from mapper.croptype.stage import S2Provider
+    from mapper.models.registry import resolve_checkpoint
+
+    ckpt = load_croptype(resolve_checkpoint(config.croptype.model))
+    s2 = config.croptype.s2.model_dump(mode="json")
+    if s2["kind"] == "files":
+        provider = S2Provider(s2, config.world.seed)
+        require_bands(provider.bands, ckpt.meta["input"]["bands"])
+
+
+@croptype.command("statistics", short_help="The simulated world's true crop areas of a province (no rendering).")
+@click.option("--province", "-p", required=True, help="Any province name.")
+@click.option("--samples", type=click.IntRange(min=2), default=20, show_default=True,
+              help="Sample points per block side (40: the run's own cropland statistic; ~1 min for a province).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@world_seed_option
+def statistics(province, samples, as_json, world_seed):
+    """Area (ha) of every crop, and its harvested area (× cropping intensity: double rice, wheat then
+    maize in the warm north, several vegetable crops in the south), integrated over the province polygon on a
+    regular sample grid with each sample's exact ellipsoidal area — what the world's statistics office
+    would publish."""
+    from mapper.croptype.taxonomy import packaged_taxonomy
+    from mapper.grid.admin import resolve_province
+    from mapper.world.truth import crop_area_in_polygon
+
+    unit = resolve_province(province)
+    areas = crop_area_in_polygon(_world(world_seed), unit.geometry, samples_per_block_side=samples)
+    tax = packaged_taxonomy()
+    rows = [{"code": c, "crop": tax.leaf_names()[tax.leaf_index(c)], **v} for c, v in sorted(areas.items())]
+    if as_json:
+        echo_json({"province": unit.name, "world_seed": 0 if world_seed is None else world_seed, "crops": rows})
+        return
+    click.echo(f"{unit.name}, world seed {0 if world_seed is None else world_seed}: crop area (ha)")
+    for r in sorted(rows, key=lambda r: -r["ha"]):
+        click.echo(f"  {r['crop']:<18} {r['ha']:>14,.0f}   harvested {r['harvested_ha']:>14,.0f}")

@@ -3,6 +3,10 @@
 from mapper.al.campaign import CampaignError
 from mapper.al.select import SelectionError
 from mapper.config.models import ConfigError
+from mapper.croptype.composite import CompositeError
+from mapper.croptype.dataset import DatasetError
+from mapper.croptype.s2names import S2ReadError
+from mapper.croptype.taxonomy import TaxonomyError
 from mapper.decide.models import DecisionTableError
 from mapper.decide.table import TableError
 from mapper.features.terrain import DemError
@@ -22,6 +26,10 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     CampaignError,
     SelectionError,
     ConfigError,
+    CompositeError,
+    DatasetError,
+    S2ReadError,
+    TaxonomyError,
     UnknownProvinceError,
     CacheCorruptError,
     LabelError,

@@ -74,7 +74,7 @@ def run(province, country, bbox, source, max_blocks, out, resume, address, in_pr
         raise SystemExit(1)
 
 
-def _resume_request(resume, province, country, bbox, source, max_blocks, config_files, world_seed):
+def _resume_request(resume, province, country, bbox, source, max_blocks, config_files, world_seed, overrides=None):
     """The saved run's request; options given again must agree (the run store names any difference)."""
     from mapper.config import load_config
     from mapper.run.plan import region_from_spec, resolve_region
@@ -82,9 +82,8 @@ def _resume_request(resume, province, country, bbox, source, max_blocks, config_
     from mapper.store.run_store import RunStore
 
     saved = RunStore.open(resume).identity
-    config = load_config(
-        [resume / "config.yaml", *config_files], {} if world_seed is None else {"world.seed": world_seed}
-    )
+    given_overrides = {**(overrides or {}), **({} if world_seed is None else {"world.seed": world_seed})}
+    config = load_config([resume / "config.yaml", *config_files], given_overrides)
     given = province or country or bbox
     region = resolve_region(province, country, bbox) if given else region_from_spec(saved["region"])
     sources = source if source != "demo" or not saved.get("sources") else ",".join(saved["sources"])

@@ -219,6 +219,28 @@ class AlConfig(StrictModel):
     annotator: AnnotatorConfig = AnnotatorConfig()
 
 
+class CropTypeS2Config(StrictModel):
+    """Where the crop-type stage gets Sentinel-2 L2A: the simulated world, or a user's downloaded files."""
+
+    kind: Literal["world", "files"] = "world"
+    paths: list[Path] = Field(default_factory=list, description="Files or folders of L2A GeoTIFFs (kind files): "
+                              "one file per date, one per band with dates as layers, or a dates × bands stack.")
+    bands: list[str] | None = Field(None, description="Layer names of files that do not name their bands.")
+    dates_file: Path | None = Field(None, description="One YYYY-MM-DD per line, for files without dates.")
+
+
+class CropTypeConfig(StrictModel):
+    """The crop-type stage of a run (`mapper croptype map`, or `mapper run` with enabled: true)."""
+
+    enabled: bool = Field(False, description="`mapper run` also maps crop types after each block's final mask.")
+    model: str = Field("croptype-default", description="A crop-type model directory or packaged model name.")
+    s2: CropTypeS2Config = CropTypeS2Config()
+    min_cropland_share: float = Field(0.5, gt=0, le=1, description="A 10 m pixel of the crop-type map is "
+                                      "cropland when at least this share of its 2 m final-mask pixels are.")
+    batch_parcels: int = Field(4096, ge=1, description="Parcels per inference batch.")
+    device: str | None = Field(None, description="torch device (default: cuda when available).")
+
+
 class MapperConfig(StrictModel):
     zoom: int = Field(16, ge=10, le=19)
     sources: dict[str, SourceConfig]
@@ -230,6 +252,7 @@ class MapperConfig(StrictModel):
     world: WorldConfig = WorldConfig()
     run: RunConfig = RunConfig()
     al: AlConfig = AlConfig()
+    croptype: CropTypeConfig = CropTypeConfig()
 
     @model_validator(mode="after")
     def _sets_name_sources(self):

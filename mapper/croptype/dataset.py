@@ -10,6 +10,12 @@ It is written under a temporary name and renamed, so a kill leaves no half datas
 On the world, parcels are the truth fields of sampled windows: a field's series is the mean of its pure 10 m
 pixels (all 25 of a pixel's 2 m samples in the field) after compositing the world's acquisitions with the
 same code as a user's files; fields without a pure pixel are left out, as the cropland map would.
+
+With unit="pixel" the samples are single pure, not all-cloud 10 m pixels instead, each with its own composited
+series (no averaging): at most max_pixels_per_window drawn uniformly at random per window (seeded by the
+window sample's seed and the window's index). Rows are as for parcels — code and last_code of the pixel's
+field, parcel = its field id, lon/lat of the pixel's centre, n_pure = 1 — plus row and col (the pixel in its
+window's grid). dataset.json's source names the unit.
 """
 
 from __future__ import annotations
@@ -87,24 +93,26 @@ def parcel_means(values: np.ndarray, field: np.ndarray, pure: np.ndarray) -> tup
     return ids, (sums / np.maximum(n, 1)[:, None, None]).astype(np.float32), n
 
 
-def window_parcels(world, bounds, window_name: str = "") -> tuple[np.ndarray, pd.DataFrame]:
-    """Series and rows of the truth fields with a pure pixel in one lon/lat window of the world."""
+def _window_composite(world, bounds):
+    """The composited series (B, T, H, W) (NaN where all cloud), the world's truth and the pure field pixels."""
     stack, sim = simulate_stack(world, bounds)
     comp = composite(stack)
-    pure = (sim.purity >= 1.0) & (sim.field >= 0)
-    ids, values, n = parcel_means(comp.values, sim.field, pure)
-    rows, cols = np.nonzero(pure)
-    first = {}
-    for f, r, c in zip(sim.field[rows, cols], rows, cols, strict=True):
-        first.setdefault(int(f), (r, c))
+    return comp.values, sim, (sim.purity >= 1.0) & (sim.field >= 0)
+
+
+def _pixel_lonlat(sim, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     from pyproj import Transformer
 
     to_lonlat = Transformer.from_crs(sim.crs, 4326, always_xy=True)
-    rc = np.array([first[int(f)] for f in ids]).reshape(-1, 2)
-    x, y = sim.transform * (rc[:, 1] + 0.5, rc[:, 0] + 0.5)
-    lon, lat = to_lonlat.transform(x, y)
+    x, y = sim.transform * (np.asarray(cols) + 0.5, np.asarray(rows) + 0.5)
+    return to_lonlat.transform(x, y)
+
+
+def _rows_table(sim, ids: np.ndarray, rows: np.ndarray, cols: np.ndarray, n: np.ndarray, window_name: str):
+    """One row per sample: its field's crops and temperature, the lon/lat of pixel (rows, cols)."""
+    lon, lat = _pixel_lonlat(sim, rows, cols)
     info = np.array([sim.fields[int(f)] for f in ids]).reshape(-1, 3)
-    table = pd.DataFrame({
+    return pd.DataFrame({
         "parcel": ids.astype(np.int64),
         "code": info[:, 0].astype(np.int64),
         "last_code": info[:, 1].astype(np.int64),
@@ -112,7 +120,33 @@ def window_parcels(world, bounds, window_name: str = "") -> tuple[np.ndarray, pd
         "n_pure": n.astype(np.int64),
         "window": window_name,
     })  # fmt: skip
-    return values, table
+
+
+def window_parcels(world, bounds, window_name: str = "") -> tuple[np.ndarray, pd.DataFrame]:
+    """Series and rows of the truth fields with a pure pixel in one lon/lat window of the world."""
+    values, sim, pure = _window_composite(world, bounds)
+    ids, means, n = parcel_means(values, sim.field, pure)
+    rows, cols = np.nonzero(pure)
+    first = {}
+    for f, r, c in zip(sim.field[rows, cols], rows, cols, strict=True):
+        first.setdefault(int(f), (r, c))
+    rc = np.array([first[int(f)] for f in ids]).reshape(-1, 2)
+    return means, _rows_table(sim, ids, rc[:, 0], rc[:, 1], n, window_name)
+
+
+def window_pixels(world, bounds, max_pixels: int, rng: np.random.Generator,
+                  window_name: str = "") -> tuple[np.ndarray, pd.DataFrame]:  # fmt: skip
+    """Series (N, B, T) and rows of at most `max_pixels` pure, not all-cloud field pixels of one window, drawn
+    uniformly at random without replacement (kept in row-major order)."""
+    values, sim, pure = _window_composite(world, bounds)
+    rows, cols = np.nonzero(pure & np.isfinite(values[0, 0]))
+    if len(rows) > max_pixels:
+        keep = np.sort(rng.choice(len(rows), size=max_pixels, replace=False))
+        rows, cols = rows[keep], cols[keep]
+    ids = sim.field[rows, cols]
+    table = _rows_table(sim, ids, rows, cols, np.ones(len(rows), np.int64), window_name)
+    table["row"], table["col"] = rows.astype(np.int64), cols.astype(np.int64)
+    return np.ascontiguousarray(values[:, :, rows, cols].transpose(2, 0, 1)), table
 
 
 def sample_windows(geometry, n_windows: int, window_km: float, seed: int) -> list[tuple[float, float, float, float]]:
@@ -136,25 +170,42 @@ def sample_windows(geometry, n_windows: int, window_km: float, seed: int) -> lis
     return out
 
 
+UNITS = ("parcel", "pixel")
+
+
+def _window_samples(world, bounds, k: int, window_name: str, unit: str, max_pixels: int, seed: int):
+    if unit == "parcel":
+        return window_parcels(world, bounds, window_name=window_name)
+    return window_pixels(world, bounds, max_pixels, np.random.default_rng([seed, k]), window_name=window_name)
+
+
 def simulate_dataset(world, province: str, n_windows: int, window_km: float = 2.0, seed: int = 0,
-                     log=lambda msg: None) -> ParcelDataset:  # fmt: skip
-    """Parcels of n windows sampled in a province of the world (the world's truth crops as labels)."""
+                     log=lambda msg: None, unit: str = "parcel",
+                     max_pixels_per_window: int = 1000) -> ParcelDataset:  # fmt: skip
+    """Samples of n windows sampled in a province of the world (the world's truth crops as labels): the truth
+    fields' mean series (unit "parcel"), or at most max_pixels_per_window single pure pixels per window
+    ("pixel"); see the module doc."""
     from mapper.grid.admin import resolve_province
 
-    unit = resolve_province(province)
+    if unit not in UNITS:
+        raise DatasetError(f"unit {unit!r}: choose one of {', '.join(UNITS)}")
+    if unit == "pixel" and max_pixels_per_window < 1:
+        raise DatasetError(f"max_pixels_per_window must be at least 1, got {max_pixels_per_window}")
+    region = resolve_province(province)
     parts, tables = [], []
-    for k, bounds in enumerate(sample_windows(unit.geometry, n_windows, window_km, seed)):
-        values, table = window_parcels(world, bounds, window_name=f"{unit.name}:{k}")
+    for k, bounds in enumerate(sample_windows(region.geometry, n_windows, window_km, seed)):
+        values, table = _window_samples(world, bounds, k, f"{region.name}:{k}", unit, max_pixels_per_window, seed)
         parts.append(values)
         tables.append(table)
-        log(f"window {k + 1}/{n_windows}: {len(table)} parcels")
+        log(f"window {k + 1}/{n_windows}: {len(table)} {unit}s")
     parcels = pd.concat(tables, ignore_index=True)
-    parcels["province"] = unit.name
-    meta = {
-        "source": {"kind": "world", "world_seed": world.seed, "province": unit.name, "windows": n_windows,
-                   "window_km": window_km, "seed": seed},
-    }  # fmt: skip
-    return ParcelDataset(np.concatenate(parts), parcels, series.BANDS, series.STEP_DAYS_OF_YEAR.copy(), meta)
+    parcels["province"] = region.name
+    source = {"kind": "world", "world_seed": world.seed, "province": region.name, "windows": n_windows,
+              "window_km": window_km, "seed": seed, "unit": unit}  # fmt: skip
+    if unit == "pixel":
+        source["max_pixels_per_window"] = int(max_pixels_per_window)
+    return ParcelDataset(np.concatenate(parts), parcels, series.BANDS, series.STEP_DAYS_OF_YEAR.copy(),
+                         {"source": source})  # fmt: skip
 
 
 def save_dataset(ds: ParcelDataset, directory: Path | str, taxonomy: Taxonomy | None = None) -> Path:

@@ -30,6 +30,7 @@ class ParcelSeries:
     used_fallback: np.ndarray  # (N,) bool
     no_pixels: np.ndarray  # (N,) bool: neither a pure pixel nor a pixel centre inside
     ids: np.ndarray  # (N,) the parcels' ids (id column, or the GeoDataFrame's index)
+    centre: np.ndarray | None = None  # (H, W) int32: the parcel (row number) holding each pixel's centre, -1 none
 
 
 _POLYGONAL = (3, 6)  # shapely type ids of Polygon and MultiPolygon
@@ -41,7 +42,7 @@ def _polygon_parts(g):
     return shapely.union_all(parts) if parts else None
 
 
-def _polygonal(geoms: np.ndarray) -> np.ndarray:
+def polygonal_geoms(geoms: np.ndarray) -> np.ndarray:
     """Valid polygon geometries, None where there is none: broken rings repaired, lines and points dropped."""
     geoms = np.asarray(geoms, dtype=object).copy()
     present = ~shapely.is_missing(geoms)
@@ -96,7 +97,7 @@ def pixel_membership(geoms: np.ndarray, transform: Affine, shape: tuple[int, int
     return centre, pure
 
 
-def _means(values: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
+def means_by_label(values: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
     """(N, B, T) NaN-ignoring means of values (B, T, M) grouped by labels (M,)."""
     b, t = values.shape[:2]
     out = np.full((n, b * t), np.nan, np.float32)
@@ -119,7 +120,7 @@ def parcel_series(values: np.ndarray, transform: Affine, crs, parcels, id_column
     if id_column is not None and id_column not in parcels.columns:
         raise ParcelError(f"parcels have no column {id_column!r}; columns: {', '.join(map(str, parcels.columns))}")
     ids = parcels.index.to_numpy() if id_column is None else parcels[id_column].to_numpy()
-    geoms = _polygonal(parcels.to_crs(crs.to_wkt() if hasattr(crs, "to_wkt") else crs).geometry.to_numpy())
+    geoms = polygonal_geoms(parcels.to_crs(crs.to_wkt() if hasattr(crs, "to_wkt") else crs).geometry.to_numpy())
     n = len(geoms)
     centre, pure = pixel_membership(geoms, transform, values.shape[2:])
     inside = centre >= 0
@@ -129,5 +130,5 @@ def parcel_series(values: np.ndarray, transform: Affine, crs, parcels, id_column
     use = pure.copy()
     use[inside] |= fallback[centre[inside]]
     labels = centre[use]
-    series = _means(values[:, :, use], labels, n)
-    return ParcelSeries(series, n_pure, np.bincount(labels, minlength=n), fallback, n_centre == 0, ids)
+    series = means_by_label(values[:, :, use], labels, n)
+    return ParcelSeries(series, n_pure, np.bincount(labels, minlength=n), fallback, n_centre == 0, ids, centre)

@@ -23,7 +23,7 @@ from mapper.croptype import s2names
 from mapper.croptype.s2layout import Header, Plan, normalise_bands, plan_read
 from mapper.croptype.s2names import SCL, S2ReadError
 
-__all__ = ["MissingBandsError", "S2ReadError", "S2Stack", "read_s2", "require_bands"]
+__all__ = ["MissingBandsError", "S2ReadError", "S2Stack", "check_s2", "read_s2", "require_bands"]
 
 # SCL classes that are not a clear view of the ground: nodata, saturated/defective, cloud shadow, cloud
 # medium / high probability, thin cirrus, snow. Dark, vegetation, bare, water and unclassified are kept.
@@ -149,6 +149,11 @@ def _read_plan(plan: Plan, window: Window) -> tuple[np.ndarray, np.ndarray | Non
             else:
                 data[d_of[layer.date], b_of[layer.band]] = layer_pixels
     return data, scl
+
+
+def check_s2(paths, bands=None, dates=None, dates_file=None):
+    """Every header check of read_s2, no pixels read: the read plan (its grid, dates and bands)."""
+    return plan_read(paths, bands=bands, dates=_user_dates(dates, dates_file))
 
 
 def read_s2(paths, bands=None, dates=None, dates_file=None, window=None) -> S2Stack:

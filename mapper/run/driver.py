@@ -15,7 +15,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from mapper.run.stages import BLOCK_STAGES, SOURCE_STAGES, STAGES
+from mapper.run.stages import BLOCK_STAGES, CROP_STAGE, SOURCE_STAGES, STAGES
 from mapper.store.run_store import BLOCK_LEVEL, RunStore
 from mapper.store.space import DiskFullError, is_disk_full, reason
 
@@ -32,7 +32,7 @@ class BlockState:
     failed: bool = False
 
 
-def ready_tasks(state: BlockState, sources) -> list[Key]:
+def ready_tasks(state: BlockState, sources, block_stages=BLOCK_STAGES) -> list[Key]:
     """The block's tasks whose inputs are done and that are neither done nor scheduled."""
     want: list[Key] = []
     for s in sources:
@@ -42,7 +42,7 @@ def ready_tasks(state: BlockState, sources) -> list[Key]:
             want += [(s, "iqa"), (s, "segment")]
     if all((s, st) in state.done for s in sources for st in SOURCE_STAGES):
         previous = None
-        for stage in BLOCK_STAGES:
+        for stage in block_stages:
             if previous is None or (BLOCK_LEVEL, previous) in state.done:
                 want.append((BLOCK_LEVEL, stage))
             if (BLOCK_LEVEL, stage) not in state.done:
@@ -51,8 +51,8 @@ def ready_tasks(state: BlockState, sources) -> list[Key]:
     return [k for k in want if k not in state.done and k not in state.scheduled]
 
 
-def is_complete(state: BlockState) -> bool:
-    return (BLOCK_LEVEL, STAGES[-1]) in state.done
+def is_complete(state: BlockState, last_stage: str = STAGES[-1]) -> bool:
+    return (BLOCK_LEVEL, last_stage) in state.done
 
 
 def stage_item(state: BlockState, key: Key, sources) -> dict:
@@ -65,7 +65,7 @@ def stage_item(state: BlockState, key: Key, sources) -> dict:
         item["iqa"] = {s: state.done[(s, "iqa")]["probs"] for s in sources}
     elif stage == "decide":
         item["features"] = state.done[(BLOCK_LEVEL, "features")]["features"]
-    elif stage == "final":
+    elif stage in ("final", CROP_STAGE):
         item["decision"] = state.done[(BLOCK_LEVEL, "decide")]["decision"]
     return item
 
@@ -76,6 +76,7 @@ class DriverSettings:
     blocks_in_flight: int = 16
     batch: dict = field(default_factory=lambda: {"iqa": 8, "segment": 2, "decide": 16})
     poll_s: float = 0.5
+    stages: tuple[str, ...] = STAGES  # stages.active_stages(config): the cropland stages, crop types optional
 
 
 class Driver:
@@ -87,7 +88,9 @@ class Driver:
         self.settings = settings
         self.progress = progress
         self.active: dict[str, BlockState] = {}
-        self.queues: dict[str, deque[tuple[str, Key]]] = {s: deque() for s in STAGES}
+        self.stages = tuple(settings.stages)
+        self.block_stages = tuple(s for s in self.stages if s not in SOURCE_STAGES)
+        self.queues: dict[str, deque[tuple[str, Key]]] = {s: deque() for s in self.stages}
         self.in_flight: dict[object, tuple[str, list[tuple[str, Key]], float]] = {}
         self.finished = 0
         self.failed_blocks = 0
@@ -143,7 +146,7 @@ class Driver:
                 self.failed_blocks += 1
                 self._count_block(state, failed=True)
                 continue
-            if is_complete(state):
+            if is_complete(state, self.stages[-1]):
                 self.finished += 1
                 self._count_block(state)
                 continue
@@ -151,12 +154,12 @@ class Driver:
             self._enqueue(state)
 
     def _enqueue(self, state: BlockState) -> None:
-        for key in ready_tasks(state, self.sources):
+        for key in ready_tasks(state, self.sources, self.block_stages):
             state.scheduled.add(key)
             self.queues[key[1]].append((state.block_id, key))
 
     def _dispatch(self) -> None:
-        for stage in reversed(STAGES):  # downstream first: finished blocks free their slots
+        for stage in reversed(self.stages):  # downstream first: finished blocks free their slots
             queue = self.queues[stage]
             size = self.settings.batch.get(stage, 1)
             while queue and self.executor.capacity(stage) > 0:
@@ -232,7 +235,7 @@ class Driver:
         if state.failed:
             self._close_failed(state)
             return
-        if is_complete(state):
+        if is_complete(state, self.stages[-1]):
             self.finished += 1
             del self.active[state.block_id]
             self._count_block(state)

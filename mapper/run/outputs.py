@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mapper.run.stages import RunContext, unit_frames
+from mapper.run.stages import CROP_STAGE, RunContext, active_stages, unit_frames
 from mapper.store.atomic import atomic_write_text
 from mapper.store.geoparquet import write_geoparquet
 from mapper.store.run_store import BLOCK_LEVEL, RunStore
@@ -53,6 +53,10 @@ def write_outputs(store: RunStore, ctx: RunContext, region, summary: dict) -> di
         gallery = block_gallery_png(table, root, root / "report" / "blocks.png", max_blocks=12, sources=ctx.sources,
                                     imagery="decision", region_geometry=region.geometry)  # fmt: skip
         outputs["block_gallery"] = str(gallery)
+    if CROP_STAGE in active_stages(ctx.config) and done:
+        from mapper.croptype.outputs import write_croptype_outputs
+
+        outputs["croptype"] = write_croptype_outputs(store, ctx, units)
     provinces = province_areas(store, ctx, region, table)
     _write_csv(provinces, root / "area.csv")
     _write_csv(prefecture_areas(store, units), root / "area_prefectures.csv")

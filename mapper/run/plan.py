@@ -163,6 +163,7 @@ def outcome_config(config) -> dict:
     data = config.model_dump(mode="json")
     data.pop("cache", None)
     data.pop("al", None)  # label campaigns: the run's outputs do not depend on them
+    data.pop("croptype", None)  # a stage after the cropland map: it never changes the blocks' cropland
     data["mosaic"] = {k: v for k, v in data["mosaic"].items() if k != "threads"}
     data["run"] = {k: v for k, v in data["run"].items() if k not in _PERFORMANCE_KEYS}
     return data

@@ -361,11 +361,12 @@ def _sqlite_without_fsync() -> Iterator[None]:
 
 
 def write_unit_geopackages(
-    block_polygon_paths: Iterable[Path | str], out_dir: Path | str, units, *, chunk_blocks: int = 256
+    block_polygon_paths: Iterable[Path | str], out_dir: Path | str, units, *, chunk_blocks: int = 256,
+    columns: Sequence[str] = UNIT_COLUMNS, layer: str = LAYER,
 ) -> list[Path]:
     """One GeoPackage per unit with cropland: `out_dir/<code>_<ascii name>.gpkg`, layer "cropland", EPSG:4326,
-    columns block_id, unit_code, unit_name, area_m2 and MultiPolygon geometries. Returns the paths written,
-    in the order of `units`.
+    columns block_id, unit_code, unit_name, area_m2 (or `columns`: the crop-type stage adds its crop columns)
+    and MultiPolygon geometries. Returns the paths written, in the order of `units`.
 
     Block files (from `write_block_polygons`) are read `chunk_blocks` at a time; files already cut by units
     (with `unit_code`) are used as they are, others are cut here. Each chunk's rows are appended to the
@@ -399,11 +400,11 @@ def write_unit_geopackages(
                 first = code not in written
                 if first:
                     written[code] = stack.enter_context(atomic_path(finals[code], suffix=".gpkg"))
-                out = gpd.GeoDataFrame(part[UNIT_COLUMNS], geometry=part.geometry.values, crs=CRS)
+                out = gpd.GeoDataFrame(part[list(columns)], geometry=part.geometry.values, crs=CRS)
                 write_dataframe(
                     out,
                     written[code],
-                    layer=LAYER,
+                    layer=layer,
                     driver="GPKG",
                     append=not first,
                     promote_to_multi=True,

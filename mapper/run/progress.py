@@ -15,13 +15,14 @@ log = logging.getLogger("mapper.run")
 
 class Progress:
     def __init__(self, blocks: int, n_sources: int, counts: dict[tuple[str, str], int], quiet: bool = False,
-                 log_every_s: float = 30.0):  # fmt: skip
+                 log_every_s: float = 30.0, stages: tuple[str, ...] = STAGES):  # fmt: skip
         from tqdm import tqdm
 
-        self.totals = {s: blocks * (n_sources if s in SOURCE_STAGES else 1) for s in STAGES}
-        self.done = {s: counts.get((s, "done"), 0) for s in STAGES}
-        self.failed = {s: counts.get((s, "failed"), 0) for s in STAGES}
-        self.retried = dict.fromkeys(STAGES, 0)
+        self.stages = tuple(stages)
+        self.totals = {s: blocks * (n_sources if s in SOURCE_STAGES else 1) for s in self.stages}
+        self.done = {s: counts.get((s, "done"), 0) for s in self.stages}
+        self.failed = {s: counts.get((s, "failed"), 0) for s in self.stages}
+        self.retried = dict.fromkeys(self.stages, 0)
         self.blocks_done = self.blocks_failed = 0
         self.blocks = blocks
         self.log_every_s = log_every_s
@@ -29,8 +30,8 @@ class Progress:
         self.bars = {}
         self.echo = not quiet and not sys.stderr.isatty()
         if not quiet and sys.stderr.isatty():  # bars on a terminal; log lines elsewhere (CI, nohup, batch jobs)
-            width = max(len(s) for s in STAGES)
-            for i, stage in enumerate(STAGES):
+            width = max(len(s) for s in self.stages)
+            for i, stage in enumerate(self.stages):
                 self.bars[stage] = tqdm(total=self.totals[stage], initial=self.done[stage], desc=stage.ljust(width),
                                         unit="task", position=i, leave=True, dynamic_ncols=True)  # fmt: skip
 
@@ -62,7 +63,7 @@ class Progress:
 
     def line(self) -> str:
         parts = [f"{s} {self.done[s]}/{self.totals[s]}" + (f" ({self.failed[s]} failed)" if self.failed[s] else "")
-                 for s in STAGES]  # fmt: skip
+                 for s in self.stages]  # fmt: skip
         return "; ".join(parts)
 
     def close(self) -> None:

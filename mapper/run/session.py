@@ -13,7 +13,7 @@ from mapper.imagery.fetch import spread_indices
 from mapper.run.driver import Driver, DriverSettings
 from mapper.run.plan import Region, plan_blocks, region_units, run_identity
 from mapper.run.preflight import check_dem, check_models, check_sources
-from mapper.run.stages import RunContext
+from mapper.run.stages import RunContext, active_stages
 from mapper.store.atomic import atomic_write_text
 from mapper.store.run_lock import RunLock
 from mapper.store.run_store import RunLayout, RunStore, RunStoreError, check_writable
@@ -138,8 +138,9 @@ def _drive(req: RunRequest, store: RunStore, sources, executor_factory, lock: Ru
         blocks_in_flight=cfg.blocks_in_flight if not req.dry_run else max(cfg.blocks_in_flight, 512),
         batch={"iqa": cfg.iqa_batch_blocks, "segment": cfg.segment_batch_blocks, "decide": 16}
         if not req.dry_run else dict.fromkeys(("fetch", "iqa", "segment", "features", "decide", "final"), 256),
+        stages=active_stages(ctx.config) if not req.dry_run else active_stages({}),
     )  # fmt: skip
-    progress = Progress(store.planned(), len(sources), store.stage_counts(), quiet=req.quiet)
+    progress = Progress(store.planned(), len(sources), store.stage_counts(), quiet=req.quiet, stages=settings.stages)
     t0 = time.perf_counter()
     executor = executor_factory(ctx)
     try:

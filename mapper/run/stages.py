@@ -28,6 +28,12 @@ log = logging.getLogger(__name__)
 SOURCE_STAGES = ("fetch", "iqa", "segment")
 BLOCK_STAGES = ("features", "decide", "final")
 STAGES = (*SOURCE_STAGES, *BLOCK_STAGES)
+CROP_STAGE = "croptype"  # optional, after final: crop types of the block's fields (mapper.croptype.stage)
+
+
+def active_stages(config: dict) -> tuple[str, ...]:
+    """The stages a run walks its blocks through: the cropland stages, then crop types when enabled."""
+    return (*STAGES, CROP_STAGE) if config.get("croptype", {}).get("enabled") else STAGES
 
 
 @dataclass(frozen=True)
@@ -416,7 +422,15 @@ class NoopWorker(Worker):
         return {"decision": "Neither"} if "features" in item else {"probs": {}, "features": {}}
 
 
+def crop_type_worker(ctx: RunContext) -> Worker:
+    """The crop-type stage's worker (imported when first used: it needs torch and the Sentinel-2 reader)."""
+    from mapper.croptype.stage import CropTypeWorker
+
+    return CropTypeWorker(ctx)
+
+
 WORKERS = {
+    CROP_STAGE: crop_type_worker,
     "fetch": Fetcher,
     "iqa": Assessor,
     "segment": SegmentWorker,

@@ -1,0 +1,109 @@
+"""Train and judge crop-type models on parcel datasets: the one path `mapper croptype train|evaluate` and the
+transfer benchmark share.
+
+The validation set is held out by window (whole sampled windows, never parcels of a window that trained),
+so neighbouring fields of one place never sit on both sides. Evaluation is on another dataset: another
+region or another world seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from mapper.croptype.baseline import ForestBaseline, load_forest
+from mapper.croptype.checkpoint import load_croptype, save_croptype_checkpoint
+from mapper.croptype.dataset import DatasetError, ParcelDataset
+from mapper.croptype.metrics import confusion_matrix, confusion_png, croptype_metrics
+from mapper.croptype.predict import predict_croptype
+from mapper.croptype.taxonomy import Taxonomy, packaged_taxonomy
+from mapper.croptype.train import CropTrainConfig, train_cropnet
+
+
+def split_by_window(ds: ParcelDataset, val_share: float, seed: int) -> tuple[ParcelDataset, ParcelDataset]:
+    windows = np.array(sorted(ds.parcels["window"].unique()))
+    if len(windows) < 2:
+        raise DatasetError("a held-out validation set needs parcels from at least two windows; simulate more windows")
+    rng = np.random.default_rng(seed)
+    n_val = min(max(1, round(val_share * len(windows))), len(windows) - 1)
+    val = set(rng.choice(windows, size=n_val, replace=False))
+    is_val = ds.parcels["window"].isin(val).to_numpy()
+    return ds.subset(~is_val), ds.subset(is_val)
+
+
+def train_model(ds: ParcelDataset, out: Path, kind: str = "cropnet", cfg: CropTrainConfig | None = None,
+                val_share: float = 0.2, taxonomy: Taxonomy | None = None, n_trees: int = 500,
+                command: str = "", log=print) -> dict:  # fmt: skip
+    """Train a CropNet (or the random-forest baseline) and save it to `out`; returns the training summary."""
+    taxonomy = taxonomy or packaged_taxonomy()
+    cfg = cfg or CropTrainConfig()
+    train, val = split_by_window(ds, val_share, cfg.seed)
+    info = {
+        "data": ds.meta.get("source") or ds.meta.get("sources"),
+        "n_train": len(train),
+        "n_val": len(val),
+        "val_windows": sorted(val.parcels["window"].unique().tolist()),
+        "command": command,
+    }
+    if kind == "forest":
+        forest = ForestBaseline.fit(train.series, train.leaves(taxonomy), taxonomy, n_trees=n_trees, seed=cfg.seed,
+                                    device=cfg.device, bands=ds.bands, steps=ds.steps)  # fmt: skip
+        pred = forest.predict(val.series)
+        info["val_metrics"] = croptype_metrics(val.leaves(taxonomy), pred["levels"], taxonomy)
+        forest.meta["training"] = {**forest.meta.get("training", {}), **info}
+        forest.save(out)
+        return info
+    prior = cfg.prior
+    model, history = train_cropnet(
+        train.series, train.leaves(taxonomy), val.series, val.leaves(taxonomy), taxonomy, cfg,
+        prior_train=train.priors(taxonomy) if prior else None, prior_val=val.priors(taxonomy) if prior else None,
+        log=log,
+    )  # fmt: skip
+    pred = predict_croptype(model, val.series, prior=val.priors(taxonomy) if prior else None,
+                            normalisation=history["normalisation"], taxonomy=taxonomy)  # fmt: skip
+    info["val_metrics"] = croptype_metrics(val.leaves(taxonomy), pred["levels"], taxonomy, pred["raw_levels"])
+    info.update(best_epoch=history["best_epoch"], epochs_run=len(history["epochs"]), seconds=history["seconds"],
+                device=str(history["device"]))  # fmt: skip
+    save_croptype_checkpoint(out, model, taxonomy, history["normalisation"], cfg, info, bands=ds.bands, steps=ds.steps)
+    return {**info, "config": asdict(cfg)}
+
+
+def load_any(path: Path, taxonomy: Taxonomy | None = None, bands=None, steps=None):
+    """A CropNet checkpoint or a saved forest, by what the directory holds."""
+    path = Path(path)
+    if (path / "forest.json").is_file():
+        return load_forest(path, expect_taxonomy=taxonomy, expect_bands=bands, expect_steps=steps)
+    return load_croptype(path, expect_taxonomy=taxonomy, expect_bands=bands, expect_steps=steps)
+
+
+def predict_any(model, ds: ParcelDataset, taxonomy: Taxonomy) -> dict:
+    if isinstance(model, ForestBaseline):
+        return model.predict(_bands_of(model.bands, ds))
+    prior = ds.priors(taxonomy) if model.meta["arch"].get("prior") else None
+    return predict_croptype(model, _bands_of(model.meta["input"]["bands"], ds), prior=prior)
+
+
+def _bands_of(want, ds: ParcelDataset) -> np.ndarray:
+    idx = [list(ds.bands).index(b) for b in want]
+    return ds.series[:, idx]
+
+
+def evaluate_model(model, ds: ParcelDataset, taxonomy: Taxonomy | None = None, figures: Path | None = None,
+                   title: str = "") -> dict:  # fmt: skip
+    """Per-level OA, macro-F1 (classes present) and confusion matrices of a model on a dataset; confusion
+    PNGs into `figures` when given."""
+    taxonomy = taxonomy or packaged_taxonomy()
+    truth = ds.leaves(taxonomy)
+    pred = predict_any(model, ds, taxonomy)
+    out = croptype_metrics(truth, pred["levels"], taxonomy, pred.get("raw_levels"))
+    out["n_parcels"] = len(ds)
+    if figures is not None:
+        figures.mkdir(parents=True, exist_ok=True)
+        truth_levels = taxonomy.levels_of_leaves(truth)
+        for level in range(4):
+            names = taxonomy.names[level]
+            cm = confusion_matrix(truth_levels[:, level], pred["levels"][:, level], len(names))
+            confusion_png(cm, names, figures / f"confusion_level{level + 1}.png", f"{title} level {level + 1}".strip())
+    return out
