@@ -66,9 +66,9 @@ def write_croptype_outputs(store, ctx, units: dict) -> dict:
         )
     from mapper.croptype.figures import blocks_png
 
-    outputs["blocks_png"] = str(
-        blocks_png([block_raster_path(root, b) for b in blocks[:6]], taxonomy, root / "report" / "croptype_blocks.png")
-    )
+    busiest = sorted(blocks, key=lambda b: -results[b].get("parcels", 0))[:6]  # blocks with fields show crops
+    gallery = [block_raster_path(root, b) for b in sorted(busiest)]
+    outputs["blocks_png"] = str(blocks_png(gallery, taxonomy, root / "report" / "croptype_blocks.png"))
     summary["outputs"] = outputs
     from mapper.store.atomic import atomic_write_text
 
