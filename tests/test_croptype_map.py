@@ -8,6 +8,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,7 +18,7 @@ import rasterio
 from mapper.croptype.taxonomy import packaged_taxonomy
 
 pytestmark = pytest.mark.slow
-FTW = "/work/shared/data/imagery/ftw_austria/inference-img.tif"
+FTW = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "imagery" / "ftw_austria" / "inference-img.tif")
 
 
 def _map(run, *extra, timeout=600):
