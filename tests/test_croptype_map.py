@@ -156,3 +156,12 @@ def test_crop_map_fields_and_areas_open_in_qgis(mapped, tmp_path):
 
     img = np.asarray(Image.open(png).convert("RGB"))
     assert len(np.unique(img.reshape(-1, 3), axis=0)) > 3  # drawn in the crop colours, not blank
+
+
+def test_per_field_classification_is_the_other_unit(world_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(world_run, run)
+    res = _map(run, "--unit", "parcel")
+    assert res.returncode == 0, res.stderr[-2000:]
+    summary = json.loads((run / "croptype" / "summary.json").read_text())
+    assert summary["classified"] > 0 and summary["accuracy_by_area"]["level1"] > 0

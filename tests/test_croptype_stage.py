@@ -90,3 +90,15 @@ def test_zone_vrt_places_blocks_at_their_offsets(tmp_path):
         band = src.read(1)
     assert (band[:20, :30] == 1).all() and (band[20:, 30:] == 2).all() and band[30, 5] == 0
     assert vrt.with_suffix(".qml").read_text().count("paletteEntry") == 25
+
+
+def test_a_field_takes_its_pixels_commonest_crop():
+    from mapper.croptype.stage import field_majority
+
+    tax = packaged_taxonomy()
+    px = {"code": np.array([6, 6, 3, 0, 3, 3, 3]), "prob": np.array([0.9, 0.7, 0.5, 0.0, 0.6, 0.8, 1.0])}
+    owner = np.array([0, 0, 0, 1, 2, 2, 2])
+    out = field_majority(px, owner, 3, tax)
+    assert out["code"].tolist() == [6, 0, 3]  # field 1: only an unclassified (all-cloud) pixel
+    assert out["prob"][0] == pytest.approx(0.8) and out["prob"][2] == pytest.approx(0.8)
+    assert out["levels"][0].tolist() == tax.paths[tax.leaf_index(6)].tolist() and (out["levels"][1] == -1).all()

@@ -242,7 +242,9 @@ def evaluate(model_path, data, province, windows, figures, as_json, world_seed):
 @click.option("--address", help="A Ray cluster (host:port).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.option("--retry-failed", is_flag=True, help="Give blocks whose crop types failed their attempts again.")
-def map_run(run_dir, model_path, s2_paths, bands, dates_file, in_process, address, quiet, retry_failed):
+@click.option("--unit", type=click.Choice(["parcel", "pixel"]),
+              help="Classify every field pixel (the config's default, pixel) or each delineated field's mean.")
+def map_run(run_dir, model_path, s2_paths, bands, dates_file, in_process, address, quiet, retry_failed, unit):
     """Add crop types to a run: per block, the Sentinel-2 series of its field polygons (pure 10 m pixels of
     the final cropland map) are classified, and RUN_DIR/croptype/ gets the crop-type maps (10 m GeoTIFFs,
     a VRT per UTM zone with a QGIS style), the field polygons per prefecture with their crops, and crop areas
@@ -251,6 +253,8 @@ def map_run(run_dir, model_path, s2_paths, bands, dates_file, in_process, addres
     from mapper.run.session import run as run_session
 
     overrides = {"croptype.enabled": True}
+    if unit:
+        overrides["croptype.unit"] = unit
     if model_path:
         overrides["croptype.model"] = model_path
     if s2_paths:

@@ -235,6 +235,13 @@ class CropTypeConfig(StrictModel):
     enabled: bool = Field(False, description="`mapper run` also maps crop types after each block's final mask.")
     model: str = Field("croptype-default", description="A crop-type model directory or packaged model name.")
     s2: CropTypeS2Config = CropTypeS2Config()
+    unit: Literal["parcel", "pixel"] = Field("pixel", description="Classify every 10 m field pixel's own series "
+                                             "(pixel: the map keeps each pixel's crop, a field polygon its "
+                                             "pixels' commonest) or each delineated field's mean (parcel). "
+                                             "Pixel is the default: the map's cropland polygons are not fields, "
+                                             "and on the demo run it agrees with the truth on 77 % of the "
+                                             "area at level 4 against 54 % (~45× the inferences: a GPU job "
+                                             "at CropNet's width 128, seconds a block at width 32).")
     min_cropland_share: float = Field(0.5, gt=0, le=1, description="A 10 m pixel of the crop-type map is "
                                       "cropland when at least this share of its 2 m final-mask pixels are.")
     batch_parcels: int = Field(4096, ge=1, description="Parcels per inference batch.")

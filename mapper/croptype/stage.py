@@ -1,8 +1,10 @@
 """The crop-type stage of a run: per block, after its final mask, the crops of its cropland fields.
 
     final mask + field polygons (2 m) ─┐
-    Sentinel-2 L2A of the block ───────┴→ composite (43 steps, SCL-masked) → parcel series (pure pixels)
-        → CropNet (consistent decoding) → per parcel: leaf, levels, probability
+    Sentinel-2 L2A of the block ───────┴→ composite (43 steps, SCL-masked) → fields delineated inside the
+        cropland polygons → CropNet (consistent decoding) on every field pixel's series (croptype.unit pixel,
+        the default: a field polygon takes its pixels' commonest crop) or on each field's mean over its pure
+        pixels (unit parcel) → leaf, levels, probability
 
 Written per block (atomically) under RUN/croptype/:
     blocks/<block>.tif      10 m GeoTIFF on the UTM grid of the Sentinel-2 data: band 1 leaf code (styled
@@ -109,15 +111,21 @@ class CropTypeWorker(Worker):
         comp = composite_bands(stack, self.bands, steps=self.steps)
         t["composite"] = time.perf_counter()
         parcels = block_fields(comp, polygons)
-        crops = self._classify(parcels.series)
+        if self.cfg.get("unit", "pixel") == "pixel":  # every field pixel its own series
+            map_labels, series, owner = pixel_samples(comp, parcels)
+            map_crops = self._classify(series)
+            crops = field_majority(map_crops, owner, len(parcels.series), self.taxonomy)
+        else:
+            crops = self._classify(parcels.series)
+            map_labels, map_crops = parcels.fields, crops
         t["classify"] = time.perf_counter()
-        crop10 = _field_lut(crops["code"])[parcels.fields + 1]
+        crop10 = _field_lut(map_crops["code"])[map_labels + 1]
         fields_gdf = field_polygons(parcels, crops, polygons, comp, self.taxonomy)
         path = block_parcels_path(self.layout.root, block.id)
         self.make_room(path, 1 << 20)
         _write_parcels(fields_gdf, path)
         cropland10 = _cropland_share_10m(final, window, comp)
-        raster = _crop_raster(parcels.fields, crops, cropland10 >= self.cfg["min_cropland_share"])
+        raster = _crop_raster(map_labels, map_crops, cropland10 >= self.cfg["min_cropland_share"])
         _write_raster(raster, comp, block_raster_path(self.layout.root, block.id), self.taxonomy, block.id)
         codes2m = codes_on_block_grid(crop10, comp, window, final, polygons, parcels, crops)
         out = {
@@ -224,6 +232,31 @@ def _cropland_share_10m(final: np.ndarray, window, comp) -> np.ndarray:
 def _field_lut(codes: np.ndarray) -> np.ndarray:
     """Index with field label + 1 (so -1, no field, reads 0)."""
     return np.concatenate([[UNCLASSIFIED], codes]).astype(np.uint8)
+
+
+def pixel_samples(comp, parcels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-pixel classification: (label raster: each field pixel its own index, -1 none; their series
+    (n, B, T); the field each belongs to)."""
+    has = parcels.fields >= 0
+    labels = np.full(has.shape, -1, np.int64)
+    labels[has] = np.arange(int(has.sum()))
+    return labels, np.ascontiguousarray(comp.values[:, :, has].transpose(2, 0, 1)), parcels.fields[has]
+
+
+def field_majority(px: dict, owner: np.ndarray, n_fields: int, taxonomy) -> dict:
+    """A field's crop from its pixels' crops: the commonest code, its path, the mean probability of the
+    pixels that have it (for the field polygons; the map keeps each pixel's own crop)."""
+    counts = np.zeros((n_fields, 256), np.int64)
+    np.add.at(counts, (owner, px["code"]), 1)
+    counts[:, UNCLASSIFIED] = 0
+    code = np.where(counts.max(axis=1) > 0, counts.argmax(axis=1), UNCLASSIFIED)
+    lookup = np.full(256, -1, np.int64)
+    lookup[list(taxonomy.codes)] = np.arange(taxonomy.n_leaves)
+    levels = np.where(code[:, None] > 0, taxonomy.paths[np.maximum(lookup[code], 0)], -1)
+    agree = px["code"] == code[owner]
+    prob_sum = np.bincount(owner, weights=np.where(agree, px["prob"], 0), minlength=n_fields)
+    prob = np.divide(prob_sum, counts.max(axis=1), out=np.zeros(n_fields), where=counts.max(axis=1) > 0)
+    return {"code": code.astype(np.int64), "levels": levels, "prob": prob}
 
 
 def _crop_raster(fields: np.ndarray, crops: dict, cropland: np.ndarray) -> np.ndarray:
