@@ -42,7 +42,7 @@ class StageActor:
         return ray.get_runtime_context().get_node_id()
 
 
-MODEL_STAGES = ("iqa", "segment", CROP_STAGE)
+MODEL_STAGES = ("iqa", "segment")  # not crop types: one thread beside segmentation (threads thrash otherwise)
 
 
 def _use_the_nodes_cpus(ctx: RunContext) -> None:

@@ -87,8 +87,10 @@ class CropTypeWorker(Worker):
         self.cfg = cfg
         self.zoom = ctx.config["zoom"]
         self.ckpt = load_croptype(resolve_checkpoint(cfg["model"]))
-        if cfg.get("device"):
-            self.ckpt.model.to(cfg["device"])
+        import torch
+
+        device = cfg.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")  # a GPU when there is one
+        self.ckpt.model.to(device)
         self.taxonomy = checkpoint_taxonomy(self.ckpt)
         self.bands = tuple(self.ckpt.meta["input"]["bands"])
         self.steps = np.asarray(self.ckpt.meta["input"]["steps"])
