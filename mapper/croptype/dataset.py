@@ -82,15 +82,11 @@ def _leaf_index(codes: np.ndarray, taxonomy: Taxonomy, column: str) -> np.ndarra
 
 def parcel_means(values: np.ndarray, field: np.ndarray, pure: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean series (N, B, T) of each field over its pure, not all-cloud pixels; (field ids, series, counts)."""
+    from mapper.croptype.parcels import means_by_label
+
     ok = pure & np.isfinite(values[0, 0])
     ids, inv = np.unique(field[ok], return_inverse=True)
-    n = np.bincount(inv, minlength=len(ids))
-    flat = values[:, :, ok]  # (B, T, P)
-    sums = np.zeros((len(ids), *flat.shape[:2]), np.float64)
-    for b in range(flat.shape[0]):
-        for t in range(flat.shape[1]):
-            sums[:, b, t] = np.bincount(inv, weights=flat[b, t], minlength=len(ids))
-    return ids, (sums / np.maximum(n, 1)[:, None, None]).astype(np.float32), n
+    return ids, means_by_label(values[:, :, ok], inv, len(ids)), np.bincount(inv, minlength=len(ids))
 
 
 def _window_composite(world, bounds):

@@ -78,44 +78,31 @@ def write_croptype_outputs(store, ctx, units: dict) -> dict:
 
 def area_table(results, kind: str, names: dict, taxonomy: Taxonomy) -> pd.DataFrame:
     """Mapped (and truth) hectares per unit, level and class: leaf codes summed up their taxonomy paths."""
-    mapped, truth = defaultdict(float), defaultdict(float)
-    has_truth = False
-    for r in results:
-        for target, key in ((mapped, "areas"), (truth, "truth_areas")):
-            if key not in r:
-                continue
-            has_truth |= key == "truth_areas"
-            for unit, per_code in r[key].get(kind, {}).items():
-                for code, m2 in per_code.items():
-                    target[(unit, int(code))] += m2
-    rows = []
+    rows = [
+        (source, unit, int(code), m2)
+        for r in results
+        for source, key in (("mapped", "areas"), ("truth", "truth_areas"))
+        for unit, per_code in r.get(key, {}).get(kind, {}).items()
+        for code, m2 in per_code.items()
+    ]
+    columns = ["unit_code", "unit_name", "level", "class", "mapped_ha", "truth_ha", "ratio"]
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    df = pd.DataFrame(rows, columns=["source", "unit_code", "code", "m2"])
     lookup = dict(zip(taxonomy.codes, range(taxonomy.n_leaves), strict=True))
-    units = sorted({u for u, _ in mapped} | {u for u, _ in truth})
-    for unit in units:
-        for level in range(4):
-            m_lv, t_lv = defaultdict(float), defaultdict(float)
-            for src, dst in ((mapped, m_lv), (truth, t_lv)):
-                for (u, code), m2 in src.items():
-                    if u != unit:
-                        continue
-                    cls = (
-                        taxonomy.names[level][taxonomy.paths[lookup[code], level]] if code in lookup else "unclassified"
-                    )
-                    dst[cls] += m2
-            for cls in sorted(set(m_lv) | set(t_lv)):
-                m, t = m_lv.get(cls, 0.0) / 1e4, t_lv.get(cls, 0.0) / 1e4
-                rows.append(
-                    {
-                        "unit_code": unit,
-                        "unit_name": names.get(unit, unit),
-                        "level": level + 1,
-                        "class": cls,
-                        "mapped_ha": m,
-                        "truth_ha": t if has_truth else np.nan,
-                        "ratio": m / t if has_truth and t > 0 else np.nan,
-                    }
-                )
-    return pd.DataFrame(rows, columns=["unit_code", "unit_name", "level", "class", "mapped_ha", "truth_ha", "ratio"])
+    parts = []
+    for level in range(4):
+        cls = {c: taxonomy.names[level][taxonomy.paths[i, level]] for c, i in lookup.items()}
+        part = df.assign(level=level + 1, **{"class": df["code"].map(cls).fillna("unclassified")})
+        parts.append(part.pivot_table(index=["unit_code", "level", "class"], columns="source", values="m2",
+                                      aggfunc="sum", fill_value=0.0))  # fmt: skip
+    table = pd.concat(parts).reset_index()
+    has_truth = "truth" in table
+    table["mapped_ha"] = table.get("mapped", 0.0) / 1e4
+    table["truth_ha"] = table["truth"] / 1e4 if has_truth else np.nan
+    table["ratio"] = (table["mapped_ha"] / table["truth_ha"].where(table["truth_ha"] > 0)) if has_truth else np.nan
+    table["unit_name"] = table["unit_code"].map(lambda u: names.get(u, u))
+    return table[columns].sort_values(["unit_code", "level", "class"]).reset_index(drop=True)
 
 
 def run_summary(results: dict, taxonomy: Taxonomy) -> dict:
