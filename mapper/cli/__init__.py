@@ -9,6 +9,7 @@ import click
 
 from mapper import __version__
 from mapper.cli.al import al
+from mapper.cli.allocate import allocate
 from mapper.cli.cache import cache
 from mapper.cli.compare import compare
 from mapper.cli.croptype import croptype
@@ -49,6 +50,7 @@ cli.add_command(compare)
 cli.add_command(report)
 cli.add_command(al)
 cli.add_command(croptype)
+cli.add_command(allocate)
 
 
 def main() -> None:

@@ -2,6 +2,9 @@
 
 from mapper.al.campaign import CampaignError
 from mapper.al.select import SelectionError
+from mapper.allocate.grid import GridError
+from mapper.allocate.runlayers import RunInputError
+from mapper.allocate.statistics import StatisticsError as CropStatisticsError
 from mapper.config.models import ConfigError
 from mapper.croptype.composite import CompositeError
 from mapper.croptype.dataset import DatasetError
@@ -23,6 +26,9 @@ from mapper.store.run_store import RunStoreError
 from mapper.validation.validate import ValidationInputError
 
 USER_ERRORS: tuple[type[Exception], ...] = (
+    GridError,
+    RunInputError,
+    CropStatisticsError,
     CampaignError,
     SelectionError,
     ConfigError,

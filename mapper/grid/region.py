@@ -10,33 +10,34 @@ import numpy as np
 import shapely
 
 from mapper.grid.admin import Province, prefectures_frame
-from mapper.grid.blocks import BLOCK_DEG, CELLS_PER_DEGREE, Block, lonlat_to_block_index
+from mapper.grid.blocks import CELLS_PER_DEGREE, Block
 
 
-def _candidate_indices(west: float, south: float, east: float, north: float) -> tuple[np.ndarray, np.ndarray]:
-    """(ix, iy) of every block meeting the lon/lat box (as `blocks_in_bounds`), rows south to north."""
-    ix0, iy0 = (int(v) for v in lonlat_to_block_index(west, south))
-    ix1 = math.ceil(round((east + 180.0) * CELLS_PER_DEGREE, 9))
-    iy1 = math.ceil(round((north + 90.0) * CELLS_PER_DEGREE, 9))
+def _candidate_indices(west: float, south: float, east: float, north: float,
+                       cells_per_degree: int = CELLS_PER_DEGREE) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """(ix, iy) of every cell of a 1/cells_per_degree° grid meeting the lon/lat box, rows south to north."""
+    ix0 = math.floor(round((west + 180.0) * cells_per_degree, 9))
+    iy0 = math.floor(round((south + 90.0) * cells_per_degree, 9))
+    ix1 = math.ceil(round((east + 180.0) * cells_per_degree, 9))
+    iy1 = math.ceil(round((north + 90.0) * cells_per_degree, 9))
     iy, ix = np.mgrid[iy0 : max(iy1, iy0 + 1), ix0 : max(ix1, ix0 + 1)]
     return ix.ravel().astype(np.int32), iy.ravel().astype(np.int32)
 
 
-def block_boxes(ix: np.ndarray, iy: np.ndarray) -> np.ndarray:
-    """Block polygons (EPSG:4326) of index arrays, built in one vectorised call."""
-    west = ix / CELLS_PER_DEGREE - 180.0
-    south = iy / CELLS_PER_DEGREE - 90.0
-    return shapely.box(west, south, (ix + 1) / CELLS_PER_DEGREE - 180.0, (iy + 1) / CELLS_PER_DEGREE - 90.0)
+def block_boxes(ix: np.ndarray, iy: np.ndarray, cells_per_degree: int = CELLS_PER_DEGREE) -> np.ndarray:
+    """Cell polygons (EPSG:4326) of index arrays, built in one vectorised call (blocks by default)."""
+    d = cells_per_degree
+    return shapely.box(ix / d - 180.0, iy / d - 90.0, (ix + 1) / d - 180.0, (iy + 1) / d - 90.0)
 
 
-def blocks_of_polygon(geometry) -> gpd.GeoDataFrame:
-    """One row per block intersecting `geometry` (EPSG:4326), with `frac_inside` in (0, 1].
+def cells_of_polygon(geometry, cells_per_degree: int = CELLS_PER_DEGREE):
+    """(ix, iy, frac_inside, boxes) of the cells of a 1/cells_per_degree° grid whose area meets `geometry`.
 
-    Fractions are ratios of areas in degrees²: within a 0.05° cell the cos(φ) scale varies by less than
-    0.1 %, so the ratio equals the ground-area ratio to that precision.
+    Fractions are ratios of areas in degrees²: within a cell of a few arcminutes the cos(φ) scale varies by
+    less than 0.1 %, so the ratio equals the ground-area ratio to that precision.
     """
-    ix, iy = _candidate_indices(*geometry.bounds)
-    boxes = block_boxes(ix, iy)
+    ix, iy = _candidate_indices(*geometry.bounds, cells_per_degree)
+    boxes = block_boxes(ix, iy, cells_per_degree)
     shapely.prepare(geometry)
     hits = shapely.intersects(geometry, boxes)
     ix, iy, boxes = ix[hits], iy[hits], boxes[hits]
@@ -45,17 +46,22 @@ def blocks_of_polygon(geometry) -> gpd.GeoDataFrame:
     inside = shapely.contains_properly(geometry, boxes)
     frac = np.ones(len(boxes))
     border = ~inside
-    frac[border] = shapely.area(shapely.intersection(boxes[border], geometry)) / BLOCK_DEG**2
+    frac[border] = shapely.area(shapely.intersection(boxes[border], geometry)) * cells_per_degree**2
     keep = frac > 0  # zero-area intersections (shared edges only) are not in the region
-    ix, iy = ix[keep], iy[keep]
+    return ix[keep], iy[keep], np.clip(frac[keep], 0.0, 1.0), boxes[keep]
+
+
+def blocks_of_polygon(geometry) -> gpd.GeoDataFrame:
+    """One row per block intersecting `geometry` (EPSG:4326), with `frac_inside` in (0, 1]."""
+    ix, iy, frac, boxes = cells_of_polygon(geometry)
     return gpd.GeoDataFrame(
         {
             "block_id": [f"{x}_{y}" for x, y in zip(ix.tolist(), iy.tolist(), strict=True)],
             "ix": ix,
             "iy": iy,
-            "frac_inside": np.clip(frac[keep], 0.0, 1.0),
+            "frac_inside": frac,
         },
-        geometry=boxes[keep],
+        geometry=boxes,
         crs="EPSG:4326",
     )
 
