@@ -95,18 +95,114 @@ def export_s2(bbox, out, world_seed):
                f"px, {sim.crs.to_string()} -> {out}")  # fmt: skip
 
 
+@croptype.command("export", short_help="Write the world's samples in a public dataset layout (CCD or H2Crop).")
+@click.option("--format", "fmt", type=click.Choice(["ccd", "h2crop"]), required=True,
+              help="ccd: the Canadian Cropland Dataset's PNG tree and per-point monthly GeoTIFF zips; h2crop: "
+                   "H2Crop's per-sample HDF5 with data_lists/.")  # fmt: skip
+@click.option("--province", "-p", required=True, help="Where the windows are sampled (any province name).")
+@click.option("--windows", type=click.IntRange(min=1), default=30, show_default=True, help="Sampled windows.")
+@click.option("--window-km", type=click.FloatRange(0.7, 5.5),
+              help="Window side (default: 2 for ccd, 1.92 — H2Crop's 192 px — for h2crop).")  # fmt: skip
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the window sample.")
+@click.option("--months", default="6-10", show_default=True, help="ccd: the months written (CCD has June-October).")
+@click.option("--types", default="RGB,NDVI", show_default=True,
+              help="ccd: PNG image types (RGB, NDVI, NDVI45, GNDVI, OSAVI, PSRI, NDWI).")  # fmt: skip
+@click.option("--no-tif", is_flag=True, help="ccd: PNGs only, without the GeoTIFF zips.")
+@click.option("--max-points", type=click.IntRange(min=1), default=50, show_default=True,
+              help="ccd: points (fields) per window.")  # fmt: skip
+@click.option("--max-pixels", type=click.IntRange(min=1), default=2000, show_default=True,
+              help="h2crop: the pixels per sample the --native-out dataset holds (as `train --max-pixels` reads).")
+@click.option("--native-out", type=click.Path(file_okay=False, path_type=Path),
+              help="Also write the native dataset (43 five-day steps) of exactly the exported samples.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Dataset folder.")
+@world_seed_option
+def export(fmt, province, windows, window_km, seed, months, types, no_tif, max_points, max_pixels, native_out, out,
+           world_seed):  # fmt: skip
+    """The simulated world's fields in a public dataset's layout, so that training on it runs the path a
+    user with the real downloaded dataset runs (`train --format`)."""
+    from mapper.croptype.dataset import save_dataset
+    from mapper.croptype.formats.months import parse_months
+
+    log = lambda m: click.echo(m, err=True)  # noqa: E731
+    if fmt == "ccd":
+        from mapper.croptype.formats.ccdwrite import export_ccd
+
+        try:
+            month_list = parse_months(months)
+        except ValueError as e:
+            raise CropTypeUsageError(f"--months: {e}") from None
+        kinds = tuple(t.strip().upper() for t in types.split(",") if t.strip())
+        try:
+            native, _ = export_ccd(_world(world_seed), province, out, windows, window_km or 2.0, seed, month_list,
+                                   kinds, not no_tif, max_points, log=log)  # fmt: skip
+        except ValueError as e:
+            raise CropTypeUsageError(str(e)) from None
+    else:
+        from mapper.croptype.formats.h2cropwrite import export_h2crop
+
+        native, _ = export_h2crop(_world(world_seed), province, out, windows, window_km or 1.92, seed, max_pixels,
+                                  log=log)  # fmt: skip
+    if native_out:
+        save_dataset(native, native_out)
+    splits = native.parcels["split"].value_counts().to_dict()
+    click.echo(f"{fmt}: {len(native)} samples ({', '.join(f'{k} {v}' for k, v in sorted(splits.items()))}) -> {out}")
+
+
 def echo_json(obj) -> None:
     click.echo(json.dumps(obj, indent=2, ensure_ascii=False))
 
 
-def _datasets(paths):
-    from mapper.croptype.dataset import concat, load_dataset
+def _datasets(paths, fmt: str = "native", taxonomy=None, ids=None, split=None, **options):
+    """The datasets at `paths` in `fmt`, joined; `split` keeps only those rows of a format's splits."""
+    from mapper.croptype.dataset import DatasetError, concat
+    from mapper.croptype.formats import read_format
 
-    sets = [load_dataset(p) for p in paths]
-    return sets[0] if len(sets) == 1 else concat(sets)
+    sets = [read_format(p, fmt, taxonomy, ids, **options) for p in paths]
+    ds = sets[0] if len(sets) == 1 else concat(sets)
+    if split and split != "all":
+        if "split" not in ds.parcels:
+            raise CropTypeUsageError(f"--split {split}: native datasets have no splits; pass --format")
+        ds = ds.subset((ds.parcels["split"] == split).to_numpy())
+        if not len(ds):
+            raise DatasetError(f"{', '.join(map(str, paths))}: the {split} split is empty")
+    return ds
+
+
+def _format_options(fmt: str, source: str, max_pixels: int, unit: str) -> dict:
+    if fmt == "ccd":
+        return {"source": source}
+    if fmt == "h2crop":
+        return {"max_pixels": max_pixels, "unit": unit}
+    return {}
+
+
+def format_options(f):
+    """--format, --taxonomy and the readers' options, shared by train and evaluate."""
+    options = [
+        click.option("--format", "fmt", type=click.Choice(["native", "ccd", "h2crop"]), default="native",
+                     show_default=True, help="native: `simulate`'s datasets; ccd / h2crop: the public layouts "
+                     "(their own splits are used)."),
+        click.option("--taxonomy", "taxonomy_csv", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+                     help="Taxonomy CSV (mapper's columns, or H2Crop's cascade_labels.csv); default: the packaged."),
+        click.option("--source", type=click.Choice(["auto", "tif", "png"]), default="auto", show_default=True,
+                     help="ccd: the GeoTIFF zips' ten bands or the PNG types (auto: tif when present)."),
+        click.option("--max-pixels", type=click.IntRange(min=1), default=2000, show_default=True,
+                     help="h2crop: labelled pixels drawn per sample file (seeded)."),
+        click.option("--unit", "read_unit", type=click.Choice(["pixel", "parcel"]), default="pixel",
+                     show_default=True, help="h2crop: single pixels, or each 4-connected group of one crop."),
+    ]  # fmt: skip
+    for opt in reversed(options):
+        f = opt(f)
+    return f
 
 
 DATASET = click.Path(file_okay=False, exists=True, path_type=Path)
+
+
+def _taxonomy(path):
+    from mapper.croptype.formats import load_taxonomy
+
+    return load_taxonomy(path)
 
 
 @croptype.command("train", short_help="Train CropNet (or the random-forest baseline) on parcel datasets.")
@@ -116,8 +212,9 @@ DATASET = click.Path(file_okay=False, exists=True, path_type=Path)
     multiple=True,
     required=True,
     type=DATASET,
-    help="A parcel dataset (`mapper croptype simulate`); repeatable.",
+    help="A parcel dataset (`mapper croptype simulate`), or a CCD / H2Crop folder with --format; repeatable.",
 )
+@format_options
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Model directory.")
 @click.option("--model", "kind", type=click.Choice(["cropnet", "forest"]), default="cropnet", show_default=True)
 @click.option(
@@ -150,9 +247,10 @@ DATASET = click.Path(file_okay=False, exists=True, path_type=Path)
 )
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
-def train(data, out, kind, width, epochs, lr, batch_size, patience, no_augment, shift_days, prior, trees, val_share,
-          seed, device):  # fmt: skip
-    """Train on the datasets' parcels, holding out whole windows for validation (early stopping on them)."""
+def train(data, fmt, taxonomy_csv, source, max_pixels, read_unit, out, kind, width, epochs, lr, batch_size, patience,
+          no_augment, shift_days, prior, trees, val_share, seed, device):  # fmt: skip
+    """Train on the datasets' parcels, holding out whole windows for validation (early stopping on them); with
+    --format, on the dataset's training split, early stopping on its validation split."""
     import shlex
     import sys
 
@@ -164,10 +262,14 @@ def train(data, out, kind, width, epochs, lr, batch_size, patience, no_augment, 
         shift_days=shift_days, seed=seed, device=device, prior=prior,
     )  # fmt: skip
     command = "mapper " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    info = train_model(_datasets(data), out, kind, cfg, val_share, n_trees=trees, command=command,
+    taxonomy, ids = _taxonomy(taxonomy_csv)
+    ds = _datasets(data, fmt, taxonomy, ids, **_format_options(fmt, source, max_pixels, read_unit))
+    if fmt != "native":
+        ds = ds.subset((ds.parcels["split"] != "test").to_numpy())  # the test split stays for `evaluate`
+    info = train_model(ds, out, kind, cfg, val_share, taxonomy=taxonomy, n_trees=trees, command=command,
                        log=lambda m: click.echo(m, err=True))  # fmt: skip
     m = info["val_metrics"]
-    click.echo(f"{kind} -> {out}: validation ({info['n_val']} parcels of held-out windows) OA per level "
+    click.echo(f"{kind} -> {out}: validation ({info['n_val']} samples, {info['validation']}) OA per level "
                + " / ".join(f"{m[f'level{i}']['overall_accuracy']:.3f}" for i in range(1, 5)))  # fmt: skip
 
 
@@ -184,14 +286,18 @@ def train(data, out, kind, width, epochs, lr, batch_size, patience, no_augment, 
     "data",
     multiple=True,
     type=DATASET,
-    help="Parcel dataset(s); default: simulate --province on --world-seed.",
+    help="Parcel dataset(s), or CCD / H2Crop folders with --format; default: simulate --province on --world-seed.",
 )
+@format_options
+@click.option("--split", type=click.Choice(["test", "val", "train", "all"]), default="test", show_default=True,
+              help="With --format: which of the dataset's splits to judge.")
 @click.option("--province", "-p", default="Henan", show_default=True, help="Without --data: where to sample.")
 @click.option("--windows", type=click.IntRange(min=1), default=10, show_default=True, help="Without --data.")
 @click.option("--figures", type=click.Path(file_okay=False, path_type=Path), help="Folder for confusion PNGs.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @world_seed_option
-def evaluate(model_path, data, province, windows, figures, as_json, world_seed):
+def evaluate(model_path, data, fmt, taxonomy_csv, source, max_pixels, read_unit, split, province, windows, figures,
+             as_json, world_seed):  # fmt: skip
     """OA, macro-F1 over the classes present and the confusion matrix at each taxonomy level, and the share of
     the heads' own predictions that form a valid path. Without --data, parcels of --province on --world-seed
     (default 1: the packaged model learnt on seed 0 only) are simulated first."""
@@ -199,15 +305,17 @@ def evaluate(model_path, data, province, windows, figures, as_json, world_seed):
     from mapper.croptype.fit import evaluate_model, load_any
     from mapper.models.registry import resolve_checkpoint
 
-    model = load_any(resolve_checkpoint(model_path))
+    taxonomy, ids = _taxonomy(taxonomy_csv)
+    model = load_any(resolve_checkpoint(model_path), taxonomy=taxonomy)
     if data:
-        ds = _datasets(data)
-        where = ", ".join(str(d) for d in data)
+        options = _format_options(fmt, source, max_pixels, read_unit)
+        ds = _datasets(data, fmt, taxonomy, ids, split=split if fmt != "native" else None, **options)
+        where = ", ".join(str(d) for d in data) + (f" ({fmt}, {split} split)" if fmt != "native" else "")
     else:
         seed = 1 if world_seed is None else world_seed
         ds = simulate_dataset(_world(seed), province, windows, seed=100 + seed)
         where = f"{province} on world seed {seed} ({windows} windows)"
-    metrics = evaluate_model(model, ds, figures=figures, title=Path(model_path).name)
+    metrics = evaluate_model(model, ds, taxonomy=taxonomy, figures=figures, title=Path(model_path).name)
     metrics["model"] = str(model_path)
     metrics["data"] = where
     if as_json:

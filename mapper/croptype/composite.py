@@ -1,7 +1,8 @@
 """Composite an S2Stack onto the series' time steps: per step the mean of the clear observations near it,
 gaps filled by linear interpolation over time, pixel by pixel.
 
-A step takes the valid observations whose day of year lies in [step − half_window, step + half_window).
+A step takes the valid observations whose day of year lies in [step − half_window, step + half_window);
+half_window is one number or one per step (calendar months: mapper.croptype.formats.months).
 A step without one is interpolated between the pixel's nearest valid steps before and after (at the edges:
 the nearest valid step's value) and flagged `filled`. A pixel without any valid step is `all_cloud` and NaN.
 """
@@ -49,8 +50,9 @@ class Composite:
 def _check(stack: S2Stack, steps: np.ndarray, half_window: float) -> None:
     if steps.ndim != 1 or steps.size == 0 or np.any(np.diff(steps) <= 0):
         raise CompositeError(f"steps must be ascending days of year, got {steps}")
-    if half_window <= 0:
-        raise CompositeError(f"half_window must be positive days, got {half_window}")
+    half = np.asarray(half_window, np.float64)
+    if half.shape not in ((), steps.shape) or np.any(half <= 0):
+        raise CompositeError(f"half_window must be positive days, one number or one per step; got {half_window}")
     if not stack.valid.any():
         mask = "SCL" if stack.cloud_masked else "nodata 0; no SCL given"
         raise CompositeError(
@@ -65,8 +67,9 @@ def _step_means(stack: S2Stack, steps: np.ndarray, half_window: float) -> tuple[
     values = np.zeros((n_bands, len(steps), h, w), np.float32)
     n_obs = np.zeros((len(steps), h, w), np.int16)
     doy = stack.days_of_year
-    for t, step in enumerate(steps):
-        for d in np.flatnonzero((doy >= step - half_window) & (doy < step + half_window)):
+    halves = np.broadcast_to(np.asarray(half_window, np.float64), steps.shape)
+    for t, (step, half) in enumerate(zip(steps, halves, strict=True)):
+        for d in np.flatnonzero((doy >= step - half) & (doy < step + half)):
             clear = stack.valid[d]
             values[:, t] += stack.data[d] * clear  # DN sums stay exact in float32 (< 2**24)
             n_obs[t] += clear
@@ -94,7 +97,13 @@ def _fill_gaps(values: np.ndarray, has: np.ndarray, steps: np.ndarray) -> np.nda
     return filled
 
 
-def composite(stack: S2Stack, steps=series.STEP_DAYS_OF_YEAR, half_window: float = series.STEP_DAYS / 2) -> Composite:
+def interpolate_gaps(values: np.ndarray, has: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """The compositor's gap filling for any (B, T, H, W) values with (T, H, W) `has`: fills in place, returns
+    the `filled` mask (datasets whose months are missing use it: mapper.croptype.formats.ccd)."""
+    return _fill_gaps(values, has, np.asarray(steps, np.float64))
+
+
+def composite(stack: S2Stack, steps=series.STEP_DAYS_OF_YEAR, half_window=series.STEP_DAYS / 2) -> Composite:
     """The stack's reflectance on `steps` (days of year); see the module doc for the rules."""
     steps = np.asarray(steps, np.float64)
     _check(stack, steps, half_window)
@@ -103,7 +112,8 @@ def composite(stack: S2Stack, steps=series.STEP_DAYS_OF_YEAR, half_window: float
     if not has.any():
         raise CompositeError(
             f"none of the clear observations ({stack.dates[0]} … {stack.dates[-1]}) falls within the steps' windows "
-            f"(days {steps[0] - half_window:g} to {steps[-1] + half_window:g}); choose dates within the season"
+            f"(days {steps[0] - np.max(half_window):g} to {steps[-1] + np.max(half_window):g}); choose dates within "
+            "the season"
         )
     filled = _fill_gaps(values, has, steps)
     all_cloud = ~has.any(axis=0)

@@ -2,8 +2,10 @@
 transfer benchmark share.
 
 The validation set is held out by window (whole sampled windows, never parcels of a window that trained),
-so neighbouring fields of one place never sit on both sides. Evaluation is on another dataset: another
-region or another world seed.
+so neighbouring fields of one place never sit on both sides. A dataset read from a public layout
+(mapper.croptype.formats) brings its own splits in a `split` column (train / val / test): then training
+uses its train rows and early-stops on its val rows, as the dataset's authors intended. Evaluation is on
+another dataset: another region or another world seed, or a format's test split.
 """
 
 from __future__ import annotations
@@ -33,18 +35,33 @@ def split_by_window(ds: ParcelDataset, val_share: float, seed: int) -> tuple[Par
     return ds.subset(~is_val), ds.subset(is_val)
 
 
+def split_for_training(ds: ParcelDataset, val_share: float, seed: int) -> tuple[ParcelDataset, ParcelDataset, str]:
+    """(train, validation, how): the dataset's own splits when it has train and val rows, else whole windows
+    (of the train rows, when it has a split column without val rows)."""
+    if "split" not in ds.parcels:
+        return (*split_by_window(ds, val_share, seed), "held-out windows")
+    split = ds.parcels["split"].to_numpy()
+    if not (split == "train").any():
+        raise DatasetError("the dataset has no training split (split column without 'train' rows); pass its training "
+                           "folder or list")  # fmt: skip
+    if (split == "val").any():
+        return ds.subset(split == "train"), ds.subset(split == "val"), "the dataset's validation split"
+    return (*split_by_window(ds.subset(split == "train"), val_share, seed), "held-out windows of the train split")
+
+
 def train_model(ds: ParcelDataset, out: Path, kind: str = "cropnet", cfg: CropTrainConfig | None = None,
                 val_share: float = 0.2, taxonomy: Taxonomy | None = None, n_trees: int = 500,
                 command: str = "", log=print) -> dict:  # fmt: skip
     """Train a CropNet (or the random-forest baseline) and save it to `out`; returns the training summary."""
     taxonomy = taxonomy or packaged_taxonomy()
     cfg = cfg or CropTrainConfig()
-    train, val = split_by_window(ds, val_share, cfg.seed)
+    train, val, how = split_for_training(ds, val_share, cfg.seed)
     info = {
         "data": ds.meta.get("source") or ds.meta.get("sources"),
         "n_train": len(train),
         "n_val": len(val),
-        "val_windows": sorted(val.parcels["window"].unique().tolist()),
+        "validation": how,
+        "val_windows": sorted(val.parcels["window"].unique().tolist()) if how == "held-out windows" else [],
         "command": command,
     }
     if kind == "forest":
@@ -59,7 +76,7 @@ def train_model(ds: ParcelDataset, out: Path, kind: str = "cropnet", cfg: CropTr
     model, history = train_cropnet(
         train.series, train.leaves(taxonomy), val.series, val.leaves(taxonomy), taxonomy, cfg,
         prior_train=train.priors(taxonomy) if prior else None, prior_val=val.priors(taxonomy) if prior else None,
-        log=log,
+        log=log, days=ds.steps,
     )  # fmt: skip
     pred = predict_croptype(model, val.series, prior=val.priors(taxonomy) if prior else None,
                             normalisation=history["normalisation"], taxonomy=taxonomy)  # fmt: skip

@@ -26,6 +26,7 @@ from mapper.croptype.decode import decode
 from mapper.croptype.model import CropNet, build_model, default_arch
 from mapper.croptype.normalise import band_statistics, normalise
 from mapper.croptype.predict import predict_croptype
+from mapper.croptype.series import STEP_DAYS_OF_YEAR
 
 __all__ = [
     "CropTrainConfig",
@@ -111,7 +112,7 @@ def _train_epoch(model, opt, data: dict, weights, cfg: CropTrainConfig, rng, dev
     for idx in _batches(len(data["x"]), cfg.batch_size, rng):
         x = data["x"][idx]
         if cfg.augment:
-            x = augment_batch(x, rng, aug)  # on reflectance, before normalisation: the warp is a gain
+            x = augment_batch(x, rng, aug, days=data["days"])  # on reflectance, before normalising: the warp is a gain
         xt = torch.from_numpy(normalise(x, data["norm"])).to(device)
         prior = None
         if cfg.prior:
@@ -163,16 +164,19 @@ def train_cropnet(
     prior_train=None,
     prior_val=None,
     log: Callable[[str], None] = _log.info,
+    days=None,
 ) -> tuple[CropNet, dict]:
     """Train CropNet; returns (model in eval mode with the best validation weights, history). history holds
     per-epoch losses and accuracy, best_epoch, normalisation {mean, std} (for the checkpoint and prediction)
-    and the config. Without a validation set (X_val None) it trains all epochs and keeps the last weights."""
+    and the config. Without a validation set (X_val None) it trains all epochs and keeps the last weights.
+    `days`: the series' steps (days of year) the augmentations shift on; default the 43 five-day steps."""
     cfg = cfg or CropTrainConfig()
     if cfg.prior and prior_train is None:
         raise ValueError("cfg.prior is set but no prior_train given; pass last year's leaves (−1 for unknown)")
     x, leaf, prior = _check_set(X_train, leaf_train, prior_train if cfg.prior else None, taxonomy, "training")
     norm = band_statistics(x)
     train = _prepare(x, leaf, prior, taxonomy, norm)
+    train["days"] = STEP_DAYS_OF_YEAR if days is None else np.asarray(days, np.float64)
     val = None
     if X_val is not None:
         pv = prior_val if cfg.prior else None
