@@ -138,7 +138,7 @@ def export_ccd(world, province: str, out: Path | str, n_windows: int, window_km:
                 splits.append(split)
                 crop = class_name(names[win.sim.fields[int(win.sim.field[r, c])][0]])
                 window = (slice(r - PATCH // 2, r + PATCH // 2), slice(c - PATCH // 2, c + PATCH // 2))
-                transform = win.sim.transform * win.sim.transform.translation(c - PATCH // 2, r - PATCH // 2)
+                transform = win.sim.transform @ win.sim.transform.translation(c - PATCH // 2, r - PATCH // 2)
                 for t, month in enumerate(months):
                     patch = win.monthly[:, t][:, window[0], window[1]]
                     name = stem(point, win.year, month, prov, crop)
