@@ -30,3 +30,22 @@ def world_run(tmp_path_factory):
                          timeout=400)  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
     return out
+
+
+def run_croptype_map(run, *extra, timeout=600):
+    """`mapper croptype map RUN` in a subprocess (in-process executor, one thread)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "mapper.cli", "croptype", "map", str(run), "--in-process", "-q",
+                           *extra], capture_output=True, text=True, env=env, timeout=timeout)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def croptype_run(world_run, tmp_path_factory):
+    """A copy of world_run with its crop types mapped, shared by the crop-type map and allocation tests."""
+    import shutil
+
+    run = tmp_path_factory.mktemp("croptype") / "run"
+    shutil.copytree(world_run, run)
+    res = run_croptype_map(run)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return run

@@ -3,11 +3,8 @@ crops per prefecture, crop areas that add up to the run's cropland, resume witho
 Sentinel-2 input refused before any block."""
 
 import json
-import os
 import shutil
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,18 +19,14 @@ FTW = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "imagery" / 
 
 
 def _map(run, *extra, timeout=600):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "mapper.cli", "croptype", "map", str(run), "--in-process", "-q",
-                           *extra], capture_output=True, text=True, env=env, timeout=timeout)  # fmt: skip
+    from conftest import run_croptype_map
+
+    return run_croptype_map(run, *extra, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
-def mapped(world_run, tmp_path_factory):
-    run = tmp_path_factory.mktemp("croptype") / "run"
-    shutil.copytree(world_run, run)
-    res = _map(run)
-    assert res.returncode == 0, res.stderr[-3000:]
-    return run
+def mapped(croptype_run):
+    return croptype_run
 
 
 def test_block_raster_is_utm_10m_with_levels_and_only_on_cropland(mapped):

@@ -152,7 +152,25 @@ def _figures(run_dir: Path, validation: dict, tmp: Path) -> list[_Figure]:
                 continue  # no truth for real imagery
             writer = "`mapper croptype map`"
             add(title, "", caption, lambda png, n=name, w=writer: _copy_run_png(run_dir / "report" / n, png, w))
+    for crop_png in _largest_allocated(run_dir):
+        add(f"Allocated {crop_png.stem.replace('_', ' ')}", "",
+            "Harvested hectares per km² of each grid cell after equations 1-7 (`mapper allocate`).",
+            lambda png, f=crop_png: _copy_run_png(f, png, "`mapper allocate`"))  # fmt: skip
     return figs
+
+
+def _largest_allocated(run_dir: Path, n: int = 2) -> list[Path]:
+    """The maps of the n crops with the most allocated hectares, when `mapper allocate` ran."""
+    import re
+
+    import pandas as pd
+
+    table = run_dir / "allocation" / "units.csv"
+    if not table.is_file():
+        return []
+    totals = pd.read_csv(table).groupby("crop")["allocated_ha"].sum().sort_values(ascending=False)
+    slugs = [re.sub(r"[^a-z0-9]+", "_", str(c).lower()).strip("_") for c in totals.index[:n]]
+    return [p for p in (run_dir / "allocation" / "png" / f"{s}.png" for s in slugs) if p.is_file()]
 
 
 def _block_table(run_dir: Path):
@@ -270,6 +288,7 @@ def _page(run_dir: Path, validation: dict, figures: list[_Figure]) -> str:
         _semantic_section(validation),
         _province_section(validation),
         _croptype_section(run_dir),
+        _allocation_section(run_dir),
         _figure_section(figures),
     ]
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -395,6 +414,39 @@ def _croptype_section(run_dir: Path) -> str:
     lead = (f"<p>{summary.get('parcels', 0):,} fields of {summary.get('blocks', 0)} blocks classified "
             f"({summary.get('classified', 0):,} with a crop). Largest classes per province:</p>")  # fmt: skip
     return f"<section><h2>4. Crop types</h2>{lead}{accuracy}<table>{head}{''.join(rows)}</table></section>"
+
+
+def _allocation_section(run_dir: Path) -> str:
+    """Crop statistics on the grid (`mapper allocate RUN`): totals, what could not be placed, the fit against
+    the world's truth per cell beside cropland-proportional allocation, and the largest crops per unit."""
+    import pandas as pd
+
+    summary_path = run_dir / "allocation" / "summary.json"
+    if not summary_path.is_file():
+        return ""
+    s = json.loads(summary_path.read_text(encoding="utf-8"))
+    units = pd.read_csv(run_dir / "allocation" / "units.csv")
+    settings = s.get("settings", {})
+    lead = (f"<p>{s['statistic_ha']:,.1f} ha of statistics ({s['units']} units, {len(s['crops'])} crops) onto "
+            f"{s['pieces']:,} cells of the {html.escape(str(settings.get('grid')))} grid with probabilities from "
+            f"the {html.escape(str(settings.get('probability')))}: {s['allocated_ha']:,.1f} ha placed, "
+            f"{s['unplaced_ha']:,.1f} ha unplaced (no room or no probability).</p>")  # fmt: skip
+    ev = s.get("evaluation")
+    if ev:
+        m, p = ev["method"], ev["cropland_proportional"]
+        lead += (f"<p>Against the simulated world's truth per cell: R² {m['r2']:.3f}, MAE {m['mae_ha']:.2f} ha "
+                 f"(proportional to cropland: R² {p['r2']:.3f}, MAE {p['mae_ha']:.2f} ha).</p>")  # fmt: skip
+    head = ("<tr><th>unit</th><th>crop</th><th>rank</th><th>statistic ha</th><th>allocated ha</th>"
+            "<th>unplaced ha</th><th>by eq. 5 / 6 ha</th></tr>")  # fmt: skip
+    rows = []
+    for _, part in units.groupby("unit_name", sort=True):
+        for r in part.sort_values("statistic_ha", ascending=False).head(4).to_dict("records"):
+            rows.append(f"<tr><td>{html.escape(str(r['unit_name']))}</td><td>{html.escape(str(r['crop']))}</td>"
+                        f"<td>{r['rank']}</td>{_crop_cell(r['statistic_ha'])}{_crop_cell(r['allocated_ha'])}"
+                        f"{_crop_cell(r['unplaced_ha'])}<td class=\"num\">{r['eq5_ha']:,.1f} / {r['eq6_ha']:,.1f}"
+                        "</td></tr>")  # fmt: skip
+    return (f"<section><h2>5. Crop statistics on the grid</h2>{lead}<p>The largest crops per unit:</p>"
+            f"<table>{head}{''.join(rows)}</table></section>")  # fmt: skip
 
 
 def _crop_cell(value, digits: int = 1) -> str:
