@@ -41,7 +41,7 @@ OUT_JSON = HERE / "allocate.json"
 BASE_SHARE = 0.2
 
 
-def accuracy(province_code: str, world_seed: int, samples: int, seed: int = 0) -> dict:
+def accuracy(province_code: str, world_seed: int, samples: int, seed: int = 0, figures: Path | None = None) -> dict:
     from mapper.world.world import get_world
 
     taxonomy = packaged_taxonomy()
@@ -69,6 +69,13 @@ def accuracy(province_code: str, world_seed: int, samples: int, seed: int = 0) -
     result = allocate(problem)
     peer = proportional_allocation(pieces.unit, truth["cropland_ha"], stats.stat_ha)
     held = ~base
+    if figures is not None:  # the maps of the three largest crops, to look at
+        from mapper.allocate.outputs import crop_pngs
+
+        top = np.argsort(-stats.stat_ha.sum(0))[:3]
+        sub = type(stats)(stats.level, stats.units, stats.codes[top], tuple(stats.names[t] for t in top),
+                          stats.stat_ha[:, top])  # fmt: skip
+        crop_pngs(figures / f"{province_code}-s{world_seed}", pieces, sub, result.area_ha[:, top])
     return {
         "province": province_code, "world_seed": world_seed, "pieces": len(pieces), "units": len(units),
         "crops": len(stats.codes), "held_out_pieces": int(held.sum()),
@@ -131,7 +138,7 @@ def main(argv=None) -> int:
     report = {"date": datetime.now(UTC).strftime("%Y-%m-%d"), "machine": f"{platform.node()} ({platform.machine()}, "
               "2 shared cores, no GPU)", "accuracy": [], "speed": []}  # fmt: skip
     for code, world_seed in cases:
-        r = accuracy(code, world_seed, samples=10)
+        r = accuracy(code, world_seed, samples=10, figures=args.out.parent / "allocate")
         report["accuracy"].append(r)
         print(json.dumps({k: r[k] for k in ("province", "world_seed", "method", "cropland_proportional")}), flush=True)
     for level in ("province",) if args.quick else ("province", "prefecture"):

@@ -138,3 +138,26 @@ def test_bad_problems_are_refused():
     with pytest.raises(ValueError, match="shape"):
         AllocationProblem(np.zeros(2, int), np.ones(2), np.ones(3), np.ones((2, 1)), np.ones((1, 1)),
                           np.zeros(1, bool), np.ones(1, bool))  # fmt: skip
+
+
+def test_the_worlds_truth_per_piece_adds_up_to_its_statistic_of_the_unit():
+    """mapper.allocate.world samples each piece; per unit it must agree with crop_area_in_polygon (40 × 40 samples
+    per block), the world's statistic, within the sampling error."""
+    from mapper.allocate.grid import AllocationGrid, unit_pieces
+    from mapper.allocate.statistics import unit_frame
+    from mapper.allocate.world import piece_truth
+    from mapper.world.truth import crop_area_in_polygon
+    from mapper.world.world import get_world
+
+    units = unit_frame("prefecture")
+    units = units[units["code"] == "CN044190"].reset_index(drop=True)[["code", "name", "geometry"]]  # Dongguan
+    pieces = unit_pieces(AllocationGrid.named("block"), units)
+    world = get_world(0)
+    codes = list(range(1, 25))
+    truth = piece_truth(world, pieces, codes, samples_per_side=20)
+    ref = crop_area_in_polygon(world, units.geometry.iloc[0])
+    ref_harvest = sum(ref.get(c, {}).get("harvested_ha", 0.0) for c in codes)
+    assert truth["crop_ha"].sum() == pytest.approx(ref_harvest, rel=0.05)
+    assert truth["cropland_ha"].sum() == pytest.approx(sum(v["ha"] for v in ref.values()), rel=0.05)
+    assert (truth["intensity"] >= 0).all() and (truth["intensity"] <= 2).all()  # fallow cropland: no harvest
+    assert truth["crop_ha"].sum() == pytest.approx(truth["harvest_ha"].sum(), rel=1e-9)  # no fallow harvest

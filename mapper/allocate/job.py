@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,7 @@ class AllocationSettings:
     grid: str = "block"
     probability: str = "map"
     cropland: str = "run"  # "run" or a raster of the cropland share on the grid
-    intensity: str = "world"  # "world", "1" or a raster
+    intensity: str = "auto"  # "world", "1", a raster, or auto: the world's on a simulated run, else 1
     indicators: list[str] = field(default_factory=list)  # extra rasters for the regression
     samples_per_side: int = 20  # the world's truth per cell: samples per cell side
     seed: int = 0
@@ -126,7 +126,9 @@ def allocate_run(run_dir: Path | str, settings: AllocationSettings, out_dir: Pat
     if not run.croptype:
         raise RunInputError(f"{run.root} has no crop-type map yet: the probability layers come from it; run "
                             f"`mapper croptype map {run.root}` first")  # fmt: skip
-    if "world" in (settings.intensity,) and run.world_seed is None:
+    if settings.intensity == "auto":
+        settings = replace(settings, intensity="world" if run.world_seed is not None else "1")
+    if settings.intensity == "world" and run.world_seed is None:
         raise RunInputError("--intensity world needs a run on the simulated world; give --intensity FILE or 1")
     taxonomy = _taxonomy()
     stats, pieces, world_truth = load_problem(run, settings, taxonomy)

@@ -21,8 +21,9 @@ import click
                    "regression on spatial indicators trained on the mapped cells.")
 @click.option("--cropland", default="run", show_default=True,
               help="`run` (the final 2 m map) or a GeoTIFF of the cropland share (0-1) on the grid.")
-@click.option("--intensity", default="world", show_default=True,
-              help="Cropping intensity: `world` (the simulated world's), `1`, or a GeoTIFF on the grid.")
+@click.option("--intensity", default="auto", show_default=True,
+              help="Cropping intensity (harvests a year): `world` (the simulated world's), `1`, or a GeoTIFF on "
+                   "the grid; auto: the world's for a run on the simulated world, else 1.")
 @click.option("--indicator", "indicators", multiple=True,
               type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="A GeoTIFF on the grid whose bands join the regression's indicators; repeatable.")
