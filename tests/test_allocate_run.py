@@ -173,3 +173,9 @@ def test_report_has_the_allocation_section(croptype_run, allocated, tmp_path):
     page = (run / "report" / "index.html").read_text(encoding="utf-8")
     assert "5. Crop statistics on the grid" in page and "proportional to cropland" in page
     assert "Allocated " in page
+
+
+def test_a_run_without_crop_types_is_refused_naming_the_step(world_run, tmp_path):
+    res = _allocate(world_run, tmp_path / "x")
+    assert res.returncode != 0 and "mapper croptype map" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "x").exists()  # nothing written
