@@ -32,7 +32,7 @@ import datetime as dt
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from benchmarks.common import median
@@ -105,6 +105,9 @@ def main(argv=None) -> int:
     p.add_argument("--work", type=Path, default=Path("/tmp/croptype_formats_bench"))
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: the cores are shared).")
     p.add_argument("--out", type=Path, help="JSON path (default benchmarks/croptype_formats.json; quick: work dir).")
+    p.add_argument("--formats", default="ccd,h2crop", help="Comma-separated formats to run.")
+    p.add_argument("--train-windows", type=int, help="Training windows (default 12).")
+    p.add_argument("--seeds", help="Comma-separated training seeds (default 0,1,2).")
     args = p.parse_args(argv)
 
     import torch
@@ -113,14 +116,19 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     plan = Plan(3, 2, 15, 100, 2, 2, (0,)) if args.quick else Plan()
-    work = args.work / ("quick" if args.quick else "full")
+    if args.train_windows:
+        plan = replace(plan, train_windows=args.train_windows)
+    if args.seeds:
+        plan = replace(plan, seeds=tuple(int(x) for x in args.seeds.split(",")))
+    # models are cached by name under the work dir: a plan of its own gets a folder of its own
+    work = args.work / ("quick" if args.quick else "full" if plan == Plan() else f"w{plan.train_windows}")
     out_json = args.out or (work / "croptype_formats.json" if args.quick else OUT_JSON)
     t_start = time.perf_counter()
     report = {"created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
               "command": "python -m benchmarks.croptype_formats " + " ".join(sys.argv[1:] if argv is None else argv),
               "plan": plan.__dict__ | {"seeds": list(plan.seeds)}, "torch_threads": args.threads,
               "datasets": {}, "results": {}}  # fmt: skip
-    for fmt in ("ccd", "h2crop"):
+    for fmt in args.formats.split(","):
         train_sets = export(work, fmt, 0, plan.train_windows, 0, plan)
         test_sets = export(work, fmt, 1, plan.test_windows, 100, plan)
         report["datasets"][fmt] = {
