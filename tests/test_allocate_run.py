@@ -179,3 +179,14 @@ def test_a_run_without_crop_types_is_refused_naming_the_step(world_run, tmp_path
     res = _allocate(world_run, tmp_path / "x")
     assert res.returncode != 0 and "mapper croptype map" in res.stderr and "Traceback" not in res.stderr
     assert not (tmp_path / "x").exists()  # nothing written
+
+
+def test_an_off_grid_raster_is_refused_before_any_work(croptype_run, tmp_path):
+    bad = tmp_path / "cropland.tif"
+    profile = {"driver": "GTiff", "width": 4, "height": 4, "count": 1, "dtype": "float32", "crs": "EPSG:4326",
+               "transform": rasterio.Affine(0.01, 0, 114.0, 0, -0.01, 23.0)}  # fmt: skip
+    with rasterio.open(bad, "w", **profile) as dst:
+        dst.write(np.ones((1, 4, 4), np.float32))
+    res = _allocate(croptype_run, tmp_path / "x", "--cropland", str(bad))
+    assert res.returncode != 0 and "cropland raster" in res.stderr and "0.05°" in res.stderr
+    assert "pieces" not in res.stderr  # refused before the problem was built

@@ -104,13 +104,21 @@ def indicator_table(pieces: Pieces, cropland_ha, world_truth: dict | None, raste
     return np.column_stack(cols)
 
 
-def _per_piece(value: str, pieces: Pieces, what: str, default) -> np.ndarray:
+def _rasters(settings: AllocationSettings) -> list[tuple[str, str]]:
+    """(what, path) of every user raster the settings name."""
+    named = [("cropland", settings.cropland), ("intensity", settings.intensity)]
+    return [(w, v) for w, v in named if v not in ("run", "world", "1", "auto")] + [
+        ("indicator", p) for p in settings.indicators]
+
+
+def _layer(value: str, pieces: Pieces, what: str, keyword_value) -> np.ndarray:
+    """A per-piece layer: the keyword's own values, ones for "1", else the user's raster's first band."""
     from mapper.allocate.rasters import read_on_grid
 
     if value == "1":
         return np.ones(len(pieces))
     if value in ("run", "world"):
-        return default
+        return keyword_value
     return np.nan_to_num(read_on_grid(value, pieces, what)[0], nan=0.0)
 
 
@@ -130,17 +138,18 @@ def allocate_run(run_dir: Path | str, settings: AllocationSettings, out_dir: Pat
         settings = replace(settings, intensity="world" if run.world_seed is not None else "1")
     if settings.intensity == "world" and run.world_seed is None:
         raise RunInputError("--intensity world needs a run on the simulated world; give --intensity FILE or 1")
+    from mapper.allocate.rasters import check_on_grid
+
+    for what, path in _rasters(settings):  # before the world's truth is sampled: a wrong grid is named at once
+        check_on_grid(path, AllocationGrid.named(settings.grid), what)
     taxonomy = _taxonomy()
     stats, pieces, world_truth = load_problem(run, settings, taxonomy)
     log(f"{len(stats.units)} {stats.level}(s), {len(stats.codes)} crops, {len(pieces):,} pieces of the "
         f"{settings.grid} grid")  # fmt: skip
     layers = run_layers(run, pieces, stats.level, stats.codes)
-    if settings.cropland == "run":
-        cropland_ha = layers["cropland_ha"]
-    else:
-        cropland_ha = np.clip(_per_piece(settings.cropland, pieces, "cropland", None), 0, 1) * pieces.area_ha
-    intensity = _per_piece(settings.intensity, pieces, "intensity",
-                           world_truth["intensity"] if world_truth is not None else None)  # fmt: skip
+    share = _layer(settings.cropland, pieces, "cropland", layers["cropland_ha"] / pieces.area_ha)
+    cropland_ha = np.clip(share, 0, 1) * pieces.area_ha
+    intensity = _layer(settings.intensity, pieces, "intensity", world_truth["intensity"] if world_truth else None)
     cap = max_harvested_area(cropland_ha / pieces.area_ha, intensity, pieces.area_ha)
     prob, prob_info = _probability(settings, pieces, layers, world_truth, cropland_ha, stats)
     leaf = {c: i for i, c in enumerate(taxonomy.codes)}
