@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from mapper.grid.tilegrid import ORIGIN_SHIFT, TILE_SIZE, PixelWindow
 from mapper.imagery.decode import body_to_result, encode_jpeg, encode_png
-from mapper.imagery.sources import TileKey, TileResult
-from mapper.imagery.tilegrid import ORIGIN_SHIFT, TILE_SIZE, PixelWindow
+from mapper.imagery.tiles import TileKey, TileResult
 
 WORK_DIR = Path(__file__).resolve().parent / "_work"  # git-ignored
 EXT = {"png": "png", "jpeg": "jpg"}

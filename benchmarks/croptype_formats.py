@@ -86,7 +86,8 @@ def export(work: Path, fmt: str, world_seed: int, windows: int, window_seed: int
 
 
 def train(work: Path, name: str, ds, plan: Plan, seed: int):
-    from mapper.croptype.fit import load_any, train_model
+    from mapper.croptype.fit import train_model
+    from mapper.croptype.kinds import load_model
     from mapper.croptype.train import CropTrainConfig
 
     out = work / "models" / f"{name.replace(' ', '_')}_e{plan.epochs}_p{plan.patience}_s{seed}"
@@ -96,7 +97,7 @@ def train(work: Path, name: str, ds, plan: Plan, seed: int):
         t0 = time.perf_counter()
         train_model(ds, out, "cropnet", cfg, log=lambda m: None)
         log(f"trained {name} seed {seed} in {time.perf_counter() - t0:.0f} s")
-    return load_any(out)
+    return load_model(out)
 
 
 def main(argv=None) -> int:

@@ -169,7 +169,8 @@ def get_model(work: Path, train_key: str, train_ds, plan: Plan, kind: str, seed:
     """(loaded model, training summary), trained once and cached under the work dir."""
     import torch
 
-    from mapper.croptype.fit import load_any, train_model
+    from mapper.croptype.fit import train_model
+    from mapper.croptype.kinds import load_model
 
     cfg = train_config(plan, kind == "cropnet_aug", seed)
     recipe = f"w{plan.width}-e{plan.epochs}-p{plan.patience}-lr{plan.lr:g}-b{plan.batch_size}"
@@ -184,10 +185,10 @@ def get_model(work: Path, train_key: str, train_ds, plan: Plan, kind: str, seed:
         info = {k: v for k, v in info.items() if k != "val_metrics"}
         info["wall_seconds"] = round(time.perf_counter() - t0, 1)
         info["torch_threads"] = torch.get_num_threads()
-        info["config"] = asdict(cfg)
+        info["config"] = cfg.model_dump()
         info_path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
         log(f"{tag}: {info['wall_seconds']:.0f} s")
-    return load_any(path), json.loads(info_path.read_text(encoding="utf-8"))
+    return load_model(path), json.loads(info_path.read_text(encoding="utf-8"))
 
 
 # ------------------------------------------------------------------------------------------------ metrics
@@ -359,9 +360,9 @@ def speed(work: Path, plan: Plan, models: dict, taxonomy, speed_threads: tuple[i
     forest = models["forest"][min(models["forest"])][0]
     ckpt = models["cropnet_aug"][min(models["cropnet_aug"])][0]
     wide = build_model(default_arch(taxonomy.sizes, taxonomy.n_leaves, 128)).eval()
-    norm = ckpt.meta["normalisation"]
-    predictors = {  # name: (cap key, predict); the calls fit.predict_any makes
-        f"cropnet_w{ckpt.meta['arch']['width']}": ("cropnet", lambda x: predict_croptype(ckpt, x)),
+    norm = ckpt.normalisation
+    predictors = {  # name: (cap key, predict); the calls fit.predict_dataset makes
+        f"cropnet_w{ckpt.net.arch['width']}": ("cropnet", lambda x: ckpt.predict(x)),
         "cropnet_w128": ("cropnet_w128", lambda x: predict_croptype(wide, x, normalisation=norm, taxonomy=taxonomy)),
         "forest": ("forest", lambda x: forest.predict(x)),
     }

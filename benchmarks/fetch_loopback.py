@@ -14,14 +14,14 @@ import time
 from pathlib import Path
 
 from benchmarks.common import ServerProcess, median
-from mapper.imagery.sources import TileKey
+from mapper.imagery.tiles import TileKey
 
 
 def make_client(url_template: str, concurrency: int):
     """(client with get_tiles/close, label) — mapper's HttpTileSource, or the labelled fallback."""
     try:
-        from mapper.config.models import XYZSourceConfig
         from mapper.imagery.http import HttpTileSource
+        from mapper.imagery.http_config import XYZSourceConfig
 
         config = XYZSourceConfig(url=url_template, max_concurrency=concurrency, read_timeout_s=60)
         return HttpTileSource("bench", config), "HttpTileSource"

@@ -32,8 +32,8 @@ from benchmarks.common import (
     wms_xml,
 )
 from mapper.config.models import MosaicConfig
+from mapper.grid.tilegrid import PixelWindow
 from mapper.imagery.mosaic import geotiff_profile, mosaic_window, write_block_mosaic, write_mosaic
-from mapper.imagery.tilegrid import PixelWindow
 
 
 @dataclass

@@ -27,8 +27,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import median
-
-STAGES = ("fetch", "iqa", "segment", "features", "decide", "final")
+from mapper.run.stages import STAGES
 
 
 def run_child(args: list[str], env: dict | None = None) -> dict:

@@ -21,8 +21,8 @@ import cv2
 import numpy as np
 
 from benchmarks.common import median
-from mapper.imagery.area import row_pixel_areas
-from mapper.imagery.tilegrid import PixelWindow
+from mapper.grid.area import row_pixel_areas
+from mapper.grid.tilegrid import PixelWindow
 
 _M2_PER_HA = 10_000.0
 

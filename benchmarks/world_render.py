@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 from benchmarks.common import median, window_keys
-from mapper.imagery.tilegrid import PixelWindow
+from mapper.grid.tilegrid import PixelWindow
 from mapper.world.source import WorldTileSource
 
 

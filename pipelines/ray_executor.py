@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import ray
 from mapper.pipelines.ray_auth import prepare_cluster_auth
 
 from mapper.run.executor import ExecutorError, check_reachable
-from mapper.run.stages import CROP_STAGE, WORKERS, NoopWorker, RunContext, active_stages
+from mapper.run.registry import active_stages
+from mapper.run.registry import stage as stage_spec
+from mapper.run.stage import NoopWorker, RunContext, StageSpec
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +33,10 @@ class StageActor:
     """Holds one stage's worker; `run(items)` is one batch."""
 
     def __init__(self, stage: str, ctx: RunContext, dry_run: bool):
-        if stage in MODEL_STAGES and not ray.get_gpu_ids():
+        spec = stage_spec(stage)
+        if spec.pool.model and not ray.get_gpu_ids():
             _use_the_nodes_cpus(ctx)
-        self.worker = (NoopWorker if dry_run else WORKERS[stage])(ctx)
+        self.worker = (NoopWorker if dry_run else spec.worker)(ctx)
 
     def run(self, items: list[dict]) -> list[dict]:
         return self.worker(items)
@@ -40,9 +44,6 @@ class StageActor:
     def node_id(self) -> str:
         """The node this actor runs on (for tests and diagnostics)."""
         return ray.get_runtime_context().get_node_id()
-
-
-MODEL_STAGES = ("iqa", "segment")  # not crop types: one thread beside segmentation (threads thrash otherwise)
 
 
 def _use_the_nodes_cpus(ctx: RunContext) -> None:
@@ -61,28 +62,31 @@ class PoolSpec:
     num_gpus: float = 0.0
 
 
-def pool_specs(run_cfg, cpus: float, gpus: float, node_cpus: float | None = None) -> dict[str, PoolSpec]:
-    """Actors and resources per stage. Light stages take CPU shares, so that on a small machine the pools
-    still fit beside the segmentation actor(s), which take whole CPUs (or one GPU each) — never more than
-    one node has, less one for the light actors that may share it."""
+def pool_specs(run_cfg, stages: Sequence[StageSpec], cpus: float, gpus: float,
+               node_cpus: float | None = None) -> dict[str, PoolSpec]:  # fmt: skip
+    """Actors and resources per stage, from each stage's declared Pool. Light stages take CPU shares, so that on
+    a small machine the pools still fit beside the segmentation actor(s), which take the CPUs the others leave
+    (or one GPU each) — never more than one node has, less one for the light actors that may share it."""
     gpu_count = int(gpus)
-    seg_workers = run_cfg.segment_workers or (gpu_count if gpu_count else 1)
-    light = {"fetch": (run_cfg.fetch_workers, 0.1), "iqa": (1, 0.1), "features": (max(1, int(cpus // 4)), 0.2),
-             "decide": (1, 0.05), "final": (max(1, int(cpus // 4)), 0.2)}  # fmt: skip
-    specs = {stage: PoolSpec(n, c) for stage, (n, c) in light.items()}
-    if gpu_count:
-        specs["iqa"] = PoolSpec(1, 0.1, 0.25)
-        specs["segment"] = PoolSpec(seg_workers, 1.0, 1.0)
-        specs[CROP_STAGE] = PoolSpec(1, 1.0, 0.25)  # the crop-type model is small: a GPU share
-        return specs
-    spare = cpus - sum(s.size * s.num_cpus for s in specs.values())
-    per_actor = max(1, int(spare // seg_workers))
-    if node_cpus is not None:
-        per_actor = max(1, min(per_actor, int(node_cpus) - 1))
-    specs["segment"] = PoolSpec(seg_workers, float(per_actor) if spare >= 1 else max(spare, 0.1))
-    # Crop types: a CPU share like the light stages, so the pool fits beside segmentation on any machine (it
-    # would otherwise wait for CPUs that the segmentation actors hold for the whole run).
-    specs[CROP_STAGE] = PoolSpec(1, 0.1)
+    specs: dict[str, PoolSpec] = {}
+    for st in stages:
+        p = st.pool
+        n = p.size(run_cfg, cpus, gpus)
+        if gpu_count and p.gpus:
+            specs[st.name] = PoolSpec(n, p.cpus_with_gpus if p.cpus_with_gpus is not None else p.cpus, p.gpus)
+        elif p.cpus is not None:
+            specs[st.name] = PoolSpec(n, p.cpus)
+    set_aside = sum(specs[st.name].size * specs[st.name].num_cpus for st in stages
+                    if st.pool.set_aside and st.name in specs and not specs[st.name].num_gpus)  # fmt: skip
+    for st in stages:  # the stages that share what is left
+        if st.name in specs:
+            continue
+        n = st.pool.size(run_cfg, cpus, gpus)
+        spare = cpus - set_aside
+        per_actor = max(1, int(spare // n))
+        if node_cpus is not None:
+            per_actor = max(1, min(per_actor, int(node_cpus) - 1))
+        specs[st.name] = PoolSpec(n, float(per_actor) if spare >= 1 else max(spare, 0.1))
     return specs
 
 
@@ -100,17 +104,18 @@ class RayExecutor:
             self.started_ray = True
         resources = ray.cluster_resources()
         node_cpus = max((n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n["Alive"]), default=None)
+        stages = active_stages(ctx.config if not dry_run else {})
         self.specs = pool_specs(
-            ctx.mapper_config().run, resources.get("CPU", 1.0), resources.get("GPU", 0.0), node_cpus
+            ctx.mapper_config().run, stages, resources.get("CPU", 1.0), resources.get("GPU", 0.0), node_cpus
         )
         log.info("ray pools: %s", {s: (p.size, p.num_cpus, p.num_gpus) for s, p in self.specs.items()})
         self.depth = depth
         remote = ray.remote(StageActor)
         self.pools: dict[str, list] = {}
-        for stage in active_stages(ctx.config) if not dry_run else active_stages({}):
-            spec = self.specs[stage]
+        for st in stages:
+            spec = self.specs[st.name]
             opts = {"num_cpus": spec.num_cpus, "num_gpus": spec.num_gpus, "max_restarts": -1, "max_task_retries": 0}
-            self.pools[stage] = [remote.options(**opts).remote(stage, ctx, dry_run) for _ in range(spec.size)]
+            self.pools[st.name] = [remote.options(**opts).remote(st.name, ctx, dry_run) for _ in range(spec.size)]
         self.load = {(stage, i): 0 for stage, pool in self.pools.items() for i in range(len(pool))}
         self.refs: dict = {}  # ref -> (stage, actor index)
 

@@ -18,8 +18,8 @@ from skimage.measure import label as cc_label
 
 from mapper.al.annotator import COST_FILE, Degrade, drawn_mask, shift_mask, simulate_annotator
 from mapper.al.handoff import ExportBlock, ExportError, IngestError, export_round, ingest_round, read_manifest
+from mapper.grid.area import row_pixel_areas
 from mapper.grid.blocks import Block
-from mapper.imagery.area import row_pixel_areas
 from mapper.imagery.mosaic import geotiff_profile, mosaic_block, write_mosaic
 from mapper.labels.store import read_label_json, read_labelled_block
 from mapper.world.source import WorldTileSource

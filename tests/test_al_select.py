@@ -13,14 +13,10 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from mapper.al.select import (
-    OUTPUT_COLUMNS,
-    STRATEGIES,
-    SelectionError,
-    SelectionSettings,
-    haversine_km,
-    select_blocks,
-)
+from mapper.al.pool import SelectionError, haversine_km
+from mapper.al.select import OUTPUT_COLUMNS, select_blocks
+from mapper.al.strategies import strategy_names
+from mapper.config.models import SelectionSettings
 from mapper.decide.table import SOURCE_FEATURES, TERRAIN
 from mapper.grid.region import block_boxes
 
@@ -119,7 +115,7 @@ def pool():
 
 
 # ---------------------------------------------------------------------------------------------- every strategy
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("strategy", strategy_names())
 def test_truth_columns_never_change_the_selection(pool, strategy):
     chosen = select_blocks(pool, 40, strategy, seed=3)
     shuffled = pool.copy()
@@ -138,7 +134,7 @@ def test_truth_columns_are_gone_before_any_score_reads_them(pool):
         select_blocks(pool, 5, "combined", settings=settings)
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("strategy", strategy_names())
 def test_labelled_excluded_and_unusable_never_chosen(pool, strategy):
     usable = pool[usable_done(pool)]
     labelled, excluded = set(usable["block_id"][:400]), set(usable["block_id"][400:800])
@@ -281,7 +277,7 @@ def test_combined_fills_a_short_negative_quota_from_the_combined_score(caplog):
     table.loc[[10, 20, 30], ["status", "a_coverage", "b_coverage", "b_pred_semantic"]] = [
         "done", "Planting", "Planting", "FP"]  # fmt: skip
     settings = SelectionSettings(random_share=0, negative_share=0.5, min_distance_km=0)
-    with caplog.at_level(logging.INFO, logger="mapper.al.select"):
+    with caplog.at_level(logging.INFO, logger="mapper.al"):
         chosen = select_blocks(table, 20, "combined", settings=settings)
     assert len(chosen) == 20
     assert chosen["strategy"].value_counts().to_dict() == {"combined score": 17, "negative quota": 3}
@@ -348,7 +344,7 @@ def test_k_center_is_seeded_with_the_labelled_blocks():
 
 
 # ---------------------------------------------------------------------------------------------- determinism
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("strategy", strategy_names())
 def test_deterministic_per_seed_and_independent_of_row_order(pool, strategy):
     chosen = select_blocks(pool, 30, strategy, seed=11)
     pd.testing.assert_frame_equal(select_blocks(pool, 30, strategy, seed=11), chosen)
@@ -365,7 +361,8 @@ def test_random_differs_across_seeds(pool):
 
 # ---------------------------------------------------------------------------------------------- bad input
 def test_unknown_strategy_names_the_known_ones(pool):
-    with pytest.raises(ValueError, match="unknown selection strategy 'entropy'; known: random, error, uncertainty"):
+    known = "combined, disagreement, error, random, uncertainty"
+    with pytest.raises(ValueError, match=f"unknown selection strategy 'entropy'; known: {known}"):
         select_blocks(pool, 5, "entropy")
     with pytest.raises(ValueError, match="n must be 0 or more"):
         select_blocks(pool, -1, "random")

@@ -13,8 +13,8 @@ import pytest
 from benchmarks import fetch_loopback, iqa_features, mosaic_vs_gdal, regionprops, run, world_render
 from benchmarks.common import render_tile_set, window_keys
 from mapper.grid.blocks import Block
+from mapper.grid.tilegrid import PixelWindow
 from mapper.imagery.mosaic import mosaic_window
-from mapper.imagery.tilegrid import PixelWindow
 from mapper.world.source import WorldTileSource
 
 pytestmark = pytest.mark.slow
@@ -178,3 +178,18 @@ def test_pipeline_benchmark_runs(tmp_path):
                                                                                         ("ray", 30.0))]  # fmt: skip
     lines = pipeline.report({"dry": [dry], "e2e": e2e}, run.machine_info())
     assert any("Ray / in-process wall time: 1.50" in line for line in lines)
+
+
+def test_readme_numbers_area_step_and_report(tmp_path):
+    """The README's georeference figures, computed; a work folder inside the repository is refused."""
+    from benchmarks import readme_numbers
+
+    area = readme_numbers.step_area()
+    lo, hi = area["spherical_error_0_30"]
+    assert 0.002 < lo < hi < 0.008, "the spherical cos² rule is a fraction of a percent off the ellipsoid"
+    assert 1.15 < area["guangdong_mercator_over_true"] < 1.25
+    state = {"started": "now", "load_before": 0, "load_after": 0}
+    lines = readme_numbers.report({"area": area}, {"cpu": "x", "cores": 2, "ram": "1 GB"}, state)
+    assert any("overstates Guangdong" in line for line in lines)
+    with pytest.raises(SystemExit):
+        readme_numbers.main(["--out", str(readme_numbers.REPO / "runs-inside"), "--only", "area"])

@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+from mapper.config import ConfigError
 from mapper.iqa.model import build_model
 from mapper.models import CheckpointError, get_model_spec, load_checkpoint, load_model_registry, save_checkpoint
+from mapper.models.archs import full_iqa_arch
 from mapper.models.checkpoint import META_FILE, WEIGHTS_FILE, read_checkpoint_meta, sha256_file
-from mapper.models.registry import full_iqa_arch, parse_registry, resolve_checkpoint
+from mapper.models.registry import parse_registry, resolve_checkpoint
 
 TINY = full_iqa_arch({"embedding_size": 8, "hidden_sizes": [8, 16], "depths": [1, 1], "layer_type": "basic"})
 
@@ -75,6 +77,9 @@ def test_missing_files_wrong_kind_and_bad_json(saved, tmp_path):
     (path / META_FILE).write_text("{not json")
     with pytest.raises(CheckpointError, match="not valid JSON"):
         load_checkpoint(path, kind="iqa")
+    (path / META_FILE).write_text(good.replace("mapper-checkpoint/1", "mapper-checkpoint/0"))
+    with pytest.raises(CheckpointError, match=r"not a mapper checkpoint: its format is 'mapper-checkpoint/0'"):
+        load_checkpoint(path, kind="iqa")
     (path / META_FILE).write_text(good)
     (path / WEIGHTS_FILE).unlink()
     with pytest.raises(CheckpointError, match=f"incomplete: missing {WEIGHTS_FILE}"):
@@ -137,12 +142,14 @@ def test_registry_is_strict_and_complete():
     with pytest.raises(ValueError, match=r"unknown model 'nope'.*iqa-resnet18-mini"):
         get_model_spec("nope")
     entry = {"kind": "iqa", "arch": dict(spec.arch), "input": {"size": 64}}
-    with pytest.raises(ValueError, match=r"model 'm':\n  colour: unknown key"):
+    with pytest.raises(ConfigError, match=r"model registry entry 'm' \(from models.yaml\):\n  unknown key 'colour'"):
         parse_registry({"models": {"m": {**entry, "colour": "red"}}})
-    with pytest.raises(ValueError, match=r"arch\.depth: unknown key"):
+    with pytest.raises(ConfigError, match=r"entry 'm' .*\n  unknown key 'arch\.depth': remove it"):
         parse_registry({"models": {"m": {**entry, "arch": {**entry["arch"], "depth": 3}}}})
-    with pytest.raises(ValueError, match="only `models`"):
+    with pytest.raises(ConfigError, match=r"invalid model registry \(from models.yaml\):\n  unknown key 'extra'"):
         parse_registry({"models": {}, "extra": 1})
+    with pytest.raises(ConfigError, match=r"entry 'm' .*\n  input.size: Input should be greater than or equal to 16"):
+        parse_registry({"models": {"m": {**entry, "input": {"size": 8}}}})
 
 
 def test_resolve_checkpoint(saved, tmp_path):

@@ -1,7 +1,8 @@
 import pytest
+from click.testing import CliRunner
 
 from mapper.config import ConfigError, MissingTokenError, load_config, save_resolved_config
-from mapper.config.loader import _read_yaml
+from mapper.config.loader import load_settings, read_yaml
 
 
 def test_defaults_load_and_sets_resolve():
@@ -50,4 +51,94 @@ def test_bad_yaml(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("zoom: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
-        _read_yaml(p)
+        read_yaml(p)
+
+
+# ---------------------------------------------------------------------------------------------- the one loader
+# Every kind of config goes through mapper.config.loader: a typo is refused by name, in the same words.
+TYPO = "  unknown key '{}': remove it or check its spelling"
+
+
+def test_typo_in_a_run_config_names_file_and_key(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("run:\n  max_attemps: 2\n")
+    with pytest.raises(ConfigError) as e:
+        load_config([p])
+    assert str(e.value) == f"invalid config (from {p}):\n" + TYPO.format("run.max_attemps")
+
+
+def test_typo_in_the_model_registry_names_file_entry_and_key(tmp_path):
+    from mapper.models.registry import load_model_registry
+
+    p = tmp_path / "models.yaml"
+    p.write_text("models:\n  m:\n    kind: iqa\n    input: {size: 64}\n    arch:\n      embedding_size: 8\n"
+                 "      hidden_sizes: [8]\n      depths: [1]\n      layer_type: basic\n      hiden_act: relu\n")
+    with pytest.raises(ConfigError) as e:
+        load_model_registry(str(p))
+    assert str(e.value) == f"invalid model registry entry 'm' (from {p}):\n" + TYPO.format("arch.hiden_act")
+
+
+@pytest.mark.parametrize("loader", ["iqa", "seg"])
+def test_typo_in_a_training_recipe_names_file_and_key(tmp_path, loader):
+    from mapper.iqa.train import load_train_config
+    from mapper.seg.train import load_seg_train_config
+
+    load = {"iqa": load_train_config, "seg": load_seg_train_config}[loader]
+    p = tmp_path / "recipe.yaml"
+    p.write_text("seed: 1\naugment:\n  flip: false\n")
+    with pytest.raises(ConfigError) as e:
+        load(p)
+    assert str(e.value) == f"invalid training settings (from {p}):\n" + TYPO.format("augment.flip")
+    p.write_text("seed: 1\nlr: -1\n")
+    with pytest.raises(ConfigError, match=r"\n  lr: Input should be greater than 0$"):
+        load(p)
+    with pytest.raises(ConfigError, match="config file not found"):
+        load(tmp_path / "none.yaml")
+
+
+def test_recipe_overrides_win_and_none_means_unset(tmp_path):
+    from mapper.seg.train import SegTrainConfig, load_seg_train_config
+
+    p = tmp_path / "recipe.yaml"
+    p.write_text("steps: 30\nlr: 0.001\n")
+    cfg = load_seg_train_config(p, steps=None, lr=0.002, seed=None)
+    assert (cfg.steps, cfg.lr, cfg.seed) == (30, 0.002, 0)
+    assert load_seg_train_config() == SegTrainConfig()
+
+
+def test_crop_training_settings_are_strict():
+    from mapper.croptype.train import CropTrainConfig
+
+    assert load_settings(CropTrainConfig, width=32, device=None) == CropTrainConfig(width=32)
+    with pytest.raises(ConfigError) as e:
+        load_settings(CropTrainConfig, what="crop-type training settings", widht=32)
+    assert str(e.value) == "invalid crop-type training settings:\n" + TYPO.format("widht")
+    with pytest.raises(ConfigError, match=r"\n  epochs: Input should be greater than or equal to 1$"):
+        load_settings(CropTrainConfig, epochs=0)
+
+
+def test_packaged_recipes_keep_their_meaning():
+    """The shipped recipes load, and every key in them is one the settings know."""
+    from importlib import resources
+
+    from mapper.iqa.train import IQATrainConfig, load_train_config
+    from mapper.seg.train import SegTrainConfig, load_seg_train_config
+
+    root = resources.files("mapper.configs")
+    for name, load, cls in [("train_iqa_default.yaml", load_train_config, IQATrainConfig),
+                            ("train_seg_default.yaml", load_seg_train_config, SegTrainConfig),
+                            ("train_seg_finetune.yaml", load_seg_train_config, SegTrainConfig)]:  # fmt: skip
+        raw = read_yaml(name, root.joinpath(name).read_text(encoding="utf-8"))
+        cfg = load(str(root.joinpath(name)))
+        assert isinstance(cfg, cls) and set(raw) <= set(cls.model_fields)
+
+
+def test_cli_refuses_a_typo_in_a_recipe_in_one_line(tmp_path):
+    from mapper.cli import cli
+
+    p = tmp_path / "recipe.yaml"
+    p.write_text("epoch: 3\n")
+    result = CliRunner().invoke(cli, ["train", "iqa", "--labels", str(tmp_path), "--out", str(tmp_path / "o"),
+                                      "--config", str(p)])  # fmt: skip
+    assert result.exit_code == 2
+    assert "unknown key 'epoch': remove it or check its spelling" in result.output

@@ -187,14 +187,15 @@ def test_world_round_trip(world_exports):
 
 def test_round_trip_keeps_the_accuracy(world_exports):
     """Training on the format's read-back equals training on the native monthly series of the same samples."""
-    from mapper.croptype.fit import evaluate_model, load_any, train_model
+    from mapper.croptype.fit import evaluate_model, train_model
+    from mapper.croptype.kinds import load_model
 
     out, _, (_, h2_months) = world_exports
     h2 = read_format(out / "h2", "h2crop", packaged_taxonomy(), max_pixels=200, seed=4)
     scores = []
     for i, ds in enumerate((h2, h2_months)):
         train_model(ds, out / f"forest{i}", "forest", n_trees=30, log=lambda m: None)
-        scores.append(evaluate_model(load_any(out / f"forest{i}"), ds)["level4"]["overall_accuracy"])
+        scores.append(evaluate_model(load_model(out / f"forest{i}"), ds)["level4"]["overall_accuracy"])
     assert abs(scores[0] - scores[1]) <= 0.02 and scores[0] > 0.5
 
 

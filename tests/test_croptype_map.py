@@ -44,8 +44,8 @@ def test_block_raster_is_utm_10m_with_levels_and_only_on_cropland(mapped):
     assert np.array_equal(lv1[on] - 1, tax.paths[idx, 0]) and np.array_equal(lv4[on] - 1, tax.paths[idx, 3])
     assert (prob[on] > 0).all() and (prob[~on] == 0).all()
     # Cropland area of the block: the 10 m map (pixels ≥ 50 % cropland, 100 m² each) and the 2 m final mask.
+    from mapper.grid.area import masked_area_m2
     from mapper.grid.blocks import Block
-    from mapper.imagery.area import masked_area_m2
 
     with rasterio.open(mapped / "final" / f"{WORLD_RUN_BLOCK}.tif") as src:
         final = src.read(1)

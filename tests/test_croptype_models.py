@@ -274,8 +274,10 @@ def test_checkpoint_round_trip_gives_identical_predictions(trained, saved, data)
     before = predict_croptype(model, data["x_val"], normalisation=history["normalisation"], taxonomy=TAX)
     ckpt = load_croptype(saved, expect_taxonomy=TAX, expect_bands=BANDS)
     after = predict_croptype(ckpt, data["x_val"], batch_size=7)
-    for key in ("leaf", "levels", "leaf_prob", "raw_levels", "code"):
+    for key in ("leaf", "levels", "raw_levels", "code"):  # discrete outputs: exactly
         np.testing.assert_array_equal(before[key], after[key])
+    # probabilities: float reductions depend on the batch and the CPU's kernels (1e-11 seen across CPUs)
+    np.testing.assert_allclose(after["leaf_prob"], before["leaf_prob"], rtol=0, atol=1e-6)
     meta = ckpt.meta
     assert meta["kind"] == "croptype" and meta["classes"] == list(TAX.leaf_names())
     assert meta["input"] == {"bands": list(BANDS), "steps": STEP_DAYS_OF_YEAR.tolist()}

@@ -9,8 +9,8 @@ from affine import Affine
 from mapper.croptype.fields import delineate_fields
 from mapper.croptype.stage import area_by_unit_and_code
 from mapper.croptype.taxonomy import packaged_taxonomy
-from mapper.imagery.area import row_pixel_areas
-from mapper.imagery.tilegrid import PixelWindow
+from mapper.grid.area import row_pixel_areas
+from mapper.grid.tilegrid import PixelWindow
 
 BANDS = ("B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12")
 

@@ -14,6 +14,7 @@ import pytest
 pytest.importorskip("xgboost")
 
 from mapper.decide import models as dm
+from mapper.decide import plots as decide_plots
 from mapper.models.checkpoint import CheckpointError
 
 HAS_SKLEARN = importlib.util.find_spec("sklearn") is not None
@@ -262,8 +263,8 @@ def test_plots_are_written_atomically(tmp_path):
         "n_repeats": 5,
         "features": [{"feature": f"f{i}", "mean": 0.1 * i - 0.05, "std": 0.02} for i in range(30)],
     }
-    a = dm.plot_confusion(metrics, tmp_path / "c.png", "Integration")
-    b = dm.plot_importance(imp, tmp_path / "i.png", "Integration")
+    a = decide_plots.plot_confusion(metrics, tmp_path / "c.png", "Integration")
+    b = decide_plots.plot_importance(imp, tmp_path / "i.png", "Integration")
     assert png_size(a.read_bytes())[0] >= 500 and png_size(b.read_bytes())[1] >= 1500  # 30 bars get room
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.png", "i.png"]
 

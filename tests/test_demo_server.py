@@ -3,9 +3,9 @@
 import pytest
 import requests
 
-from mapper.config.models import XYZSourceConfig
 from mapper.grid.blocks import Block
 from mapper.imagery.http import open_http_source
+from mapper.imagery.http_config import XYZSourceConfig
 from mapper.imagery.mosaic import mosaic_block, write_mosaic
 from mapper.world.server import WorldServer
 from mapper.world.source import WorldTileSource

@@ -16,11 +16,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from mapper.config.models import XYZSourceConfig
 from mapper.grid.blocks import Block
 from mapper.imagery.cached_source import CachedSource
 from mapper.imagery.decode import decode_tile, encode_png
 from mapper.imagery.http import HttpTileSource
+from mapper.imagery.http_config import XYZSourceConfig
 from mapper.imagery.mbtiles import MBTilesCache
 
 SEED = 2020

@@ -17,13 +17,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from mapper.config.models import (
-    ConfigError,
-    GoogleTilesConfig,
-    MapperConfig,
-    MissingTokenError,
-    XYZSourceConfig,
-)
+from mapper.config.models import ConfigError, MapperConfig, MissingTokenError
 from mapper.imagery.decode import decode_tile, encode_jpeg, encode_png
 from mapper.imagery.http import (
     HttpSourceError,
@@ -32,6 +26,7 @@ from mapper.imagery.http import (
     open_http_source,
     quadkey,
 )
+from mapper.imagery.http_config import GoogleTilesConfig, XYZSourceConfig
 from mapper.imagery.sources import open_source
 from mapper.secrets import redact
 

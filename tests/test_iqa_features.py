@@ -19,8 +19,8 @@ import pytest
 
 from benchmarks.iqa_features import hls_reference, skimage_quality_features
 from mapper.grid.blocks import Block
+from mapper.grid.tilegrid import PixelWindow
 from mapper.imagery.mosaic import mosaic_block, mosaic_window
-from mapper.imagery.tilegrid import PixelWindow
 from mapper.iqa.features import FEATURE_NAMES, block_quality_features, quality_features
 from mapper.world.source import WorldTileSource
 from mapper.world.world import get_world

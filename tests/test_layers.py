@@ -50,12 +50,3 @@ def test_the_world_is_found_through_the_source_registry_without_imagery_importin
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["mapper.world.source", "a"]
-
-
-def test_an_unknown_source_kind_names_the_known_ones():
-    import pytest
-
-    from mapper.imagery.sources import source_factory
-
-    with pytest.raises(TypeError, match=r"no imagery source of kind 'nope'.*raster.*world"):
-        source_factory("nope")

@@ -15,7 +15,7 @@ from rasterio.windows import from_bounds
 from mapper.imagery.cached_source import CachedSource
 from mapper.imagery.decode import encode_jpeg, encode_png
 from mapper.imagery.mbtiles import CacheCorruptError, MBTilesCache, tms_row
-from mapper.imagery.sources import TileResult
+from mapper.imagery.tiles import TileResult
 
 Z = 16
 ORIGIN = mercantile.tile(113.3, 23.1, Z)

@@ -21,12 +21,12 @@ from rasterio.windows import Window
 from shapely.geometry import Polygon
 
 from benchmarks.common import wms_xml  # the same GDAL WMS description the benchmark uses
+from mapper.grid.area import masked_area_m2, pixel_area_grid
 from mapper.grid.blocks import Block
-from mapper.imagery.area import masked_area_m2, pixel_area_grid
+from mapper.grid.tilegrid import TILE_SIZE, PixelWindow, mercator_to_lonlat, pixel_size
 from mapper.imagery.decode import body_to_result, encode_png
 from mapper.imagery.mosaic import mosaic_block, read_mosaic, write_mosaic
-from mapper.imagery.sources import TileKey, TileResult
-from mapper.imagery.tilegrid import TILE_SIZE, PixelWindow, mercator_to_lonlat, pixel_size
+from mapper.imagery.tiles import TileKey, TileResult
 from mapper.world.server import WorldServer
 from mapper.world.source import WorldTileSource
 

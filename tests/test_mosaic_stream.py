@@ -14,6 +14,7 @@ import pytest
 import rasterio
 
 from mapper.grid.blocks import Block
+from mapper.grid.tilegrid import TILE_SIZE, PixelWindow
 from mapper.imagery.mosaic import (
     WrittenMosaic,
     band_planes,
@@ -23,8 +24,7 @@ from mapper.imagery.mosaic import (
     write_block_mosaic,
     write_mosaic,
 )
-from mapper.imagery.sources import TileKey, TileResult
-from mapper.imagery.tilegrid import TILE_SIZE, PixelWindow
+from mapper.imagery.tiles import TileKey, TileResult
 from mapper.world.source import WorldTileSource
 
 GUANGDONG = (113.3, 23.1)

@@ -7,11 +7,11 @@ import pytest
 import rasterio
 from rasterio.warp import transform_bounds
 
-from mapper.config.models import ConfigError, RasterFileSourceConfig
+from mapper.config.models import ConfigError
 from mapper.grid.blocks import blocks_in_bounds
+from mapper.grid.tilegrid import TILE_SIZE, PixelWindow, lonlat_to_global_pixel
 from mapper.imagery.mosaic import mosaic_block, mosaic_window, write_mosaic
-from mapper.imagery.rasterfile import RasterFileSource
-from mapper.imagery.tilegrid import TILE_SIZE, PixelWindow, lonlat_to_global_pixel
+from mapper.imagery.rasterfile import RasterFileSource, RasterFileSourceConfig
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 NAIP = SHARED / "data" / "imagery" / "naip_nd" / "m_4709963_se_14_1_20200831.tif"

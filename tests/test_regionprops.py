@@ -6,7 +6,7 @@ Reference: `skimage.measure.label(m, connectivity=2)` (8-connected cropland, 4-c
 
 Tolerances: components, areas, convex areas and Euler numbers exact (==), so per-component solidity is the
 same float; means over components within 1e-12 relative (summation order); ground areas within 1e-9
-relative of mapper.imagery.area.
+relative of mapper.grid.area.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from mapper.features.regionprops import (
     component_table,
     mask_iou,
 )
+from mapper.grid.area import band_integral, masked_area_m2, row_pixel_areas
 from mapper.grid.blocks import Block
-from mapper.imagery.area import band_integral, masked_area_m2, row_pixel_areas
-from mapper.imagery.tilegrid import PixelWindow, global_pixel_to_lonlat, pixel_size
+from mapper.grid.tilegrid import PixelWindow, global_pixel_to_lonlat, pixel_size
 from mapper.world.truth import block_truth
 from mapper.world.world import get_world
 

@@ -87,11 +87,10 @@ def test_a_run_in_which_no_block_finishes_writes_its_summary_and_lists_the_failu
     from mapper.run.executor import InProcessExecutor
     from mapper.run.plan import resolve_region
     from mapper.run.session import RunRequest, run
-    from mapper.run.stages import WORKERS
 
     config = load_config([], {"run.max_attempts": 1})
     request = RunRequest(config, resolve_region(bbox=TWO_BLOCKS), "demo", out=tmp_path / "run", quiet=True)
-    workers = {**WORKERS, "segment": FailingSegmenter}
+    workers = {"segment": FailingSegmenter}
     summary = run(request, lambda ctx: InProcessExecutor(ctx, workers=workers))
     assert (summary["finished"], summary["failed"]) == (0, 2)
     assert len(summary["failures"]) >= 2 and "illegal memory access" in summary["text"]
@@ -232,10 +231,9 @@ def test_a_full_disk_stops_the_run_with_one_error_and_counts_no_attempt(tmp_path
     from mapper.run.executor import InProcessExecutor
     from mapper.run.plan import resolve_region
     from mapper.run.session import RunDiskFullError, RunRequest, run
-    from mapper.run.stages import WORKERS
 
     request = RunRequest(load_config([]), resolve_region(bbox=BBOX), "demo", out=tmp_path / "run", quiet=True)
-    workers = {**WORKERS, "segment": DiskFullSegmenter}
+    workers = {"segment": DiskFullSegmenter}
     with pytest.raises(RunDiskFullError, match=r"is full.*`mapper run --resume .*run`"):
         run(request, lambda ctx: InProcessExecutor(ctx, workers=workers))
     assert DiskFullSegmenter.calls == 1, "the run stops at the first full-disk error"

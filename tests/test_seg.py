@@ -18,20 +18,14 @@ from mapper.grid.blocks import Block
 from mapper.imagery.mosaic import BlockMosaic, write_mosaic
 from mapper.labels.store import IGNORE, LabelError, write_labelled_block
 from mapper.models import CheckpointError, load_checkpoint, load_model_registry
+from mapper.models.archs import Mask2FormerArch
 from mapper.models.checkpoint import save_checkpoint
 from mapper.models.registry import ModelSpec, parse_registry
 from mapper.seg.evaluate import evaluate_samples, read_sample
 from mapper.seg.model import CLASSES, build_model, cropland_probability, mask2former_config
 from mapper.seg.predict import NODATA, Segmenter, read_prediction, write_prediction
-from mapper.seg.train import (
-    CropSampler,
-    SegTrainConfig,
-    crop_targets,
-    find_samples,
-    iou_counts,
-    pixel_metrics,
-    train_seg,
-)
+from mapper.seg.samples import CropSampler, crop_targets, find_samples
+from mapper.seg.train import SegTrainConfig, iou_counts, pixel_metrics, train_seg
 from mapper.seg.windows import BlendedProbability, block_windows, window_starts
 from tests.fakes import ExplodingNet
 
@@ -101,10 +95,15 @@ def test_registry_variants_are_the_published_mask2formers():
     assert registry["seg-m2f-tiny"].input.overlap == 64
 
 
+def test_arch_schema_counts_the_classes():
+    # the schema lives in mapper.models.archs, below seg/: its default must stay the classes' count
+    assert Mask2FormerArch.model_fields["num_labels"].default == len(CLASSES)
+
+
 def test_registry_names_a_misspelt_arch_key():
     entry = {"kind": "segmentation", "arch": {"backbone": TINY.arch["backbone"], "num_querys": 4},
              "input": {"size": 64}}  # fmt: skip
-    with pytest.raises(ValueError, match=r"arch\.num_querys: unknown key"):
+    with pytest.raises(ValueError, match=r"unknown key 'arch\.num_querys'"):
         parse_registry({"models": {"bad": entry}})
     with pytest.raises(ValueError, match="multiples of 32"):
         parse_registry({"models": {"bad": {**entry, "arch": {**TINY.arch, "feature_size": 48}}}})
@@ -343,9 +342,8 @@ NAIP = SHARED_DATA / "imagery" / "naip_nd" / "m_4709963_se_14_1_20200831.tif"
 @pytest.mark.slow
 def test_default_model_segments_real_naip_imagery_on_the_right_grid(tmp_path):
     """End to end on real pixels (USDA NAIP, North Dakota farmland, EPSG:26914 warped to the z16 grid)."""
-    from mapper.config.models import RasterFileSourceConfig
     from mapper.imagery.mosaic import mosaic_block
-    from mapper.imagery.rasterfile import RasterFileSource
+    from mapper.imagery.rasterfile import RasterFileSource, RasterFileSourceConfig
 
     cfg = tmp_path / "naip.yaml"
     cfg.write_text(f"sources:\n  naip:\n    kind: raster\n    paths: ['{NAIP}']\n")

@@ -11,15 +11,16 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import mapper.seg.train as seg_train
+import mapper.seg.samples as seg_samples
 from mapper.cli import cli
 from mapper.grid.blocks import Block
-from mapper.labels.store import write_labelled_block
+from mapper.labels.store import IGNORE, write_labelled_block
 from mapper.models import CheckpointError, load_checkpoint, load_model_registry
 from mapper.models.checkpoint import save_checkpoint, sha256_file
 from mapper.seg.finetune import check_init_arch, fine_tune_seg, init_spec, load_init
 from mapper.seg.model import CLASSES, build_model
-from mapper.seg.train import CropSampler, SampleWeights, SegSample, SegTrainConfig, find_samples, make_batch, train_seg
+from mapper.seg.samples import CropSampler, SampleWeights, SegSample, find_samples
+from mapper.seg.train import SegTrainConfig, make_batch, train_seg
 from tests.test_seg import BLOCK, TINY, synthetic_block
 
 INIT_NORM = {"mean": [0.31, 0.42, 0.27], "std": [0.11, 0.13, 0.12]}  # not what channel_stats would find
@@ -49,11 +50,11 @@ def fake_images(monkeypatch):
         drawn.append(f"{index[sample.block_id]}:{row}:{col}")
         target = np.zeros((size, size), np.uint8)
         if (row + col) % 3 == 0:
-            target[: size // 2 + 1] = seg_train.IGNORE
+            target[: size // 2 + 1] = IGNORE
         return np.zeros((size, size, 3), np.uint8), target
 
-    monkeypatch.setattr(seg_train, "_image_shape", lambda s: FAKE_SHAPES[s.block_id])
-    monkeypatch.setattr(seg_train, "read_crop", read_crop)
+    monkeypatch.setattr(seg_samples, "_image_shape", lambda s: FAKE_SHAPES[s.block_id])
+    monkeypatch.setattr(seg_samples, "read_crop", read_crop)
     samples = [SegSample(Path(b), b, "a", "Planting", None, -1) for b in FAKE_SHAPES]
     return samples, drawn
 
@@ -85,7 +86,8 @@ def init_ckpt(tmp_path_factory):
 def _distance(a: torch.nn.Module, b: torch.nn.Module) -> float:
     """L2 distance of the parameters (not buffers: batch-norm statistics move in any training step)."""
     pb = dict(b.named_parameters())
-    return float(sum((p - pb[k]).norm() ** 2 for k, p in a.named_parameters()) ** 0.5)
+    with torch.no_grad():  # a number, not part of any graph
+        return float(sum((p - pb[k]).norm() ** 2 for k, p in a.named_parameters()) ** 0.5)
 
 
 # ---------------------------------------------------------------------------------------------- fine-tune

@@ -7,9 +7,9 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from pyproj import Geod
 
+from mapper.grid.area import masked_area_m2, row_pixel_areas
 from mapper.grid.blocks import Block
-from mapper.imagery.area import masked_area_m2, row_pixel_areas
-from mapper.imagery.tilegrid import (
+from mapper.grid.tilegrid import (
     TILE_SIZE,
     global_pixel_to_lonlat,
     lonlat_to_global_pixel,

@@ -24,11 +24,11 @@ from mapper.validation.validate import ValidationInputError
 
 from mapper.cli.validate import validate
 from mapper.decide.pipeline import _area_counts
+from mapper.grid.area import row_pixel_areas
 from mapper.grid.blocks import Block
-from mapper.imagery.area import row_pixel_areas
 from mapper.imagery.mosaic import BlockMosaic
 from mapper.labels.store import write_labelled_block
-from mapper.run.statistics import Statistic, StatisticsError
+from mapper.maps.statistics import Statistic, StatisticsError
 from mapper.world.truth import block_truth
 from mapper.world.world import get_world
 

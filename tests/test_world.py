@@ -3,8 +3,8 @@ import pytest
 
 from mapper.grid.admin import resolve_province
 from mapper.grid.blocks import Block
+from mapper.grid.tilegrid import TILE_SIZE, PixelWindow
 from mapper.imagery.mosaic import mosaic_window
-from mapper.imagery.tilegrid import TILE_SIZE, PixelWindow
 from mapper.world.conditions import CoverageType
 from mapper.world.landscape import CROPLAND
 from mapper.world.source import WorldTileSource

@@ -7,9 +7,9 @@ import pytest
 from pyproj import CRS
 
 from mapper.croptype.taxonomy import packaged_taxonomy
+from mapper.grid.area import masked_area_m2
 from mapper.grid.blocks import Block
-from mapper.imagery.area import masked_area_m2
-from mapper.imagery.tilegrid import TILE_SIZE, lonlat_to_global_pixel
+from mapper.grid.tilegrid import TILE_SIZE, lonlat_to_global_pixel
 from mapper.world import crops
 from mapper.world.landscape import CROPLAND
 from mapper.world.phenology import field_cover

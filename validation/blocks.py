@@ -85,8 +85,8 @@ class _BlockEvaluator:
         self.result = Evaluation([], Totals(run.maps), {}, unit_truth, [])
 
     def add(self, block_id: str, province: str | None) -> None:
+        from mapper.grid.area import row_pixel_areas
         from mapper.grid.blocks import Block
-        from mapper.imagery.area import row_pixel_areas
 
         run = self.run
         block = Block.parse(block_id)
@@ -211,7 +211,7 @@ def _block_maps(run: RunData, block) -> tuple[dict[str, np.ndarray], list[str]]:
 
 def _unit_truth(truth_mask: np.ndarray, block, window, units) -> dict[str, dict[str, float]]:
     """True cropland m² of the block's pixels in each province and prefecture (pixel-centre rule, as the map)."""
-    from mapper.run.areas import cropland_by_unit, unit_labels
+    from mapper.maps.areas import cropland_by_unit, unit_labels
 
     out = {}
     for kind in ("provinces", "prefectures"):

@@ -14,7 +14,7 @@ reprojected onto each block's own EPSG:3857 grid: nearest neighbour when its pix
 block's (categorical data, never interpolated), mode when they are finer; 255 is the nodata of both sides of
 the warp, so a pixel without data never becomes cropland. Pixels count where both maps have data.
 
-**Metrics**, all in true ground area (`mapper.imagery.area.row_pixel_areas`, never pixel counts): IoU,
+**Metrics**, all in true ground area (`mapper.grid.area.row_pixel_areas`, never pixel counts): IoU,
 precision and recall of T against C, pooled over blocks (sums of areas) and per block; per block the area
 fraction (AF) and edge density (ED) of C and of T by `mapper.features.regionprops.block_properties` over the
 pixels both cover. ED is FRAGSTATS' edge length per valid hectare: it plays the role of the paper's share
@@ -226,7 +226,7 @@ def compare_run(run_dir: Path | str, other: OtherMap, min_af: float = 0.1, progr
 def _block_row(run, other: OtherMap, other_src, block, resampling: str | None) -> dict:
     import rasterio
 
-    from mapper.imagery.area import row_pixel_areas
+    from mapper.grid.area import row_pixel_areas
 
     lon, lat = block.center
     row = {"block_id": block.id, "lon": lon, "lat": lat, "status": "not covered"}
@@ -243,7 +243,7 @@ def _block_row(run, other: OtherMap, other_src, block, resampling: str | None) -
 
 def _resampling(other: OtherMap, block, zoom: int) -> tuple[str, float]:
     """("nearest" | "mode", the other map's pixel side in m) from pixel sides near the first overlapping block."""
-    from mapper.imagery.area import row_pixel_areas
+    from mapper.grid.area import row_pixel_areas
 
     block_side = math.sqrt(float(np.mean(row_pixel_areas(block.window(zoom)))))
     side = pixel_side_m(other, *block.center)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mapper.run.plotting import degree_ticks, figure, lat_label, lon_label, outline_segments, save_png
+from mapper.maps.plotting import degree_ticks, figure, lat_label, lon_label, outline_segments, save_png
 
 PANELS = (("area_fraction", "div_af", "area fraction"), ("edge_density", "div_ed", "edge density"))
 MARKER_PT = 9.0  # smallest side of a block on the page, in points: a sample of blocks stays visible

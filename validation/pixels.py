@@ -1,7 +1,7 @@
 """Level 1 of `mapper validate`: pixel IoU, precision and recall in true ground area.
 
 **1. Pixel level.** For the final map and each source's mask: TP, FP, FN in true ground m² (each pixel weighted
-by `mapper.imagery.area.row_pixel_areas`), over the labelled pixels, pooled over blocks (sums of areas, then
+by `mapper.grid.area.row_pixel_areas`), over the labelled pixels, pooled over blocks (sums of areas, then
 IoU = TP / (TP + FP + FN), precision = TP / (TP + FP), recall = TP / (TP + FN)), and per block. **Pixels
 without imagery** (255 in a prediction or the final map) **count as not cropland**: they stay in the
 comparison, so a map that lost imagery over cropland is charged the omission. This is the convention of

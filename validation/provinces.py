@@ -39,9 +39,9 @@ from mapper.validation.stop import stop_verdict
 
 
 def _statistic_for(province, run: RunData, user_stats: dict | None):
-    """(Statistic, kind) by mapper.run.statistics.reference_statistic: --statistics, else the run's config
+    """(Statistic, kind) by mapper.maps.statistics.reference_statistic: --statistics, else the run's config
     table (when the file is still there), else (world sources) None with kind "world", else official."""
-    from mapper.run.statistics import read_user_statistics, reference_statistic
+    from mapper.maps.statistics import read_user_statistics, reference_statistic
 
     tables = [user_stats or {}]
     table = run.config.run.statistics
@@ -66,11 +66,11 @@ def province_comparison(
 ) -> dict:
     """The area comparison of one province (see the module docstring). `mapped_m2`, `land_m2`: the final map's
     cropland and land inside the province over the mapped blocks; `sample_y`, `sample_x`: the same per mapped
-    block; `statistic`: a whole-province mapper.run.statistics.Statistic, or None when the reference is the
+    block; `statistic`: a whole-province mapper.maps.statistics.Statistic, or None when the reference is the
     world's truth of the mapped pixels (`same_area_truth_m2`)."""
     from mapper.validation.sampling import ratio_estimate
 
-    from mapper.run.statistics import within_criterion
+    from mapper.maps.statistics import within_criterion
 
     y = np.asarray(list(sample_y), np.float64)
     x = np.asarray(list(sample_x), np.float64)
@@ -107,7 +107,7 @@ def _compare_with_same_area_truth(
     out: dict, mapped_m2: float, complete: bool, truth_m2: float | None, truth_label: str
 ) -> None:
     """Fill `out` with the comparison against the world's true cropland of the mapped pixels."""
-    from mapper.run.statistics import Statistic, pcs
+    from mapper.maps.statistics import Statistic, pcs
 
     ref = Statistic("", (truth_m2 or 0.0) / HA, truth_label, None)
     out.update(
@@ -126,7 +126,7 @@ def _compare_with_same_area_truth(
 def _compare_with_statistic(out: dict, mapped_m2: float, complete: bool, statistic, est) -> None:
     """Fill `out` with the comparison against a whole-province statistic: the mapped area of a whole province,
     the ratio estimate of a spread sample (`est`), else none."""
-    from mapper.run.statistics import pcs
+    from mapper.maps.statistics import pcs
 
     out["statistic_ha"], out["statistic_source"] = statistic.hectares, statistic.source
     if statistic.note:
@@ -211,7 +211,7 @@ class _ProvinceComparer:
         )
 
     def compare(self, province, blocks: _ProvinceBlocks) -> dict:
-        from mapper.run.outputs import geodesic_area_m2
+        from mapper.grid.area import geodesic_area_m2
 
         units = (self.per_block_units[b].get(province.pcode) for b in self.run.done)
         sample = [v for v in units if v is not None]
@@ -239,7 +239,7 @@ class _ProvinceComparer:
 
 def _add_world_statistic(estimate: dict, seed: int, province) -> None:
     """The world's province statistic beside a sample's whole-province estimate."""
-    from mapper.run.statistics import pcs, world_statistic
+    from mapper.maps.statistics import pcs, world_statistic
 
     stat = world_statistic(seed, province)
     estimate.update(
@@ -303,7 +303,7 @@ def _final_map_scores(totals: Totals) -> tuple[float | None, float | None, str, 
 
 def prefecture_sections(run: RunData, unit_truth, units) -> list[dict]:
     """World runs: each prefecture with mapped blocks against the world's truth of the same pixels."""
-    from mapper.run.statistics import within_criterion
+    from mapper.maps.statistics import within_criterion
 
     if unit_truth is None:
         return []

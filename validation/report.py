@@ -104,7 +104,7 @@ def _figures(run_dir: Path, validation: dict, tmp: Path) -> list[_Figure]:
 
         return wrapped
 
-    from mapper.run.block_maps import area_fraction_png, block_category_png
+    from mapper.maps.block_maps import area_fraction_png, block_category_png
 
     add("Cropland area fraction per block", "Fig. 17",
         "Share of each mapped block's land that the final map calls cropland.",

@@ -1,4 +1,4 @@
-"""The charts of the run report that are not block maps (those are mapper.run.block_maps): the semantic
+"""The charts of the run report that are not block maps (those are mapper.maps.block_maps): the semantic
 correctness distribution (the CropLayer paper's Fig. 9), the area against the statistics (Figs. 12 and 16),
 the permutation importance of the decision models' features (Fig. 11) and the per-block IoU distribution.
 Each takes plain dicts (validation.json, a model's metrics.json) and writes one PNG atomically."""
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from mapper.decide.truth import CORRECTNESS_CLASSES
-from mapper.run.plotting import figure, save_png
+from mapper.maps.plotting import figure, save_png
 
 CLASS_COLOURS = {"TP": "#1a9850", "TN": "#91bfdb", "FP": "#fc8d59", "Noise": "#d73027", "Artifact": "#7b3294"}
 WITHIN = 0.10  # the ±10 % consistency criterion with the statistics

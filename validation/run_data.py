@@ -3,13 +3,13 @@ is missing from it (pending and failed blocks, absent files, outputs older than 
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mapper.validation.errors import ValidationInputError
 
+from mapper.store.json_file import read_json
 from mapper.store.run_store import RUN_FILE, RUN_FORMAT, STATE_FILE, RunLayout, RunStore
 
 FINAL = "final"  # the final map's name among the maps validated, beside the run's source names
@@ -47,9 +47,7 @@ class RunData:
     @property
     def world_seed(self) -> int | None:
         """The world seed when every source of the run is a simulated-world source, else None."""
-        from mapper.config.models import WorldSourceConfig
-
-        if self.sources and all(isinstance(self.config.sources.get(s), WorldSourceConfig) for s in self.sources):
+        if self.sources and self.config.simulated(self.sources):
             return int(self.config.world.seed)
         return None
 
@@ -93,12 +91,8 @@ def _read_identity(root: Path) -> dict:
     run_file = root / RUN_FILE
     if not run_file.exists():
         raise ValidationInputError(f"{root} is not a run directory (no {RUN_FILE}); {_RUN_DIR_HINT}")
-    try:
-        identity = json.loads(run_file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValidationInputError(f"{run_file} is not valid JSON ({e}); {_RUN_DIR_HINT}") from None
-    if not isinstance(identity, dict) or identity.get("format") != RUN_FORMAT:
-        raise ValidationInputError(f"{run_file} is not a {RUN_FORMAT} run (written by another mapper version?)")
+    fix = f"{_RUN_DIR_HINT} (was it written by another mapper version?)"
+    identity = read_json(run_file, RUN_FORMAT, "a mapper run", fix, ValidationInputError)
     for name in ("config.yaml", STATE_FILE):
         if not (root / name).exists():
             raise ValidationInputError(

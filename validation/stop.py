@@ -12,7 +12,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-STOP_THRESHOLDS = {"iou": 0.85, "semantic_correctness": 0.85, "pcs": 0.80}
+from mapper.config.models import StopThresholds
+
+STOP_THRESHOLDS = StopThresholds().model_dump()  # the paper's: defined once, as the config's defaults
 EXTRA_ROUNDS_FOR_EXCEPTION = 3
 _CRITERION_LABELS = {"iou": "IoU", "semantic_correctness": "semantic correctness", "pcs": "PCS"}
 

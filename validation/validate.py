@@ -65,7 +65,7 @@ def validate_run(
     also saved atomically as RUN_DIR/validation.json (`written` names the file, or `write_error` says why not).
     With `reuse`, a saved validation.json whose basis equals the current one is returned as it is (with
     `reused` naming the file) instead of validating again."""
-    from mapper.run.statistics import read_user_statistics
+    from mapper.maps.statistics import read_user_statistics
 
     if extra_rounds < 0:
         raise ValidationInputError(f"--extra-rounds {extra_rounds}: give the number of extra rounds, 0 or more")
@@ -88,8 +88,8 @@ def validate_run(
 
 
 def _build_report(run: RunData, labels: Path | str | None, user_stats, extra_rounds: int, progress: bool) -> dict:
+    from mapper.maps.units import unit_frames
     from mapper.run.plan import region_units
-    from mapper.run.stages import unit_frames
 
     units = unit_frames(region_units(run.region))
     seed = run.world_seed

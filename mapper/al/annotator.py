@@ -12,7 +12,7 @@ components) under `min_field_m2` of true ground area are not drawn, and the draw
 pixels in one of the eight directions, drawn per block (boundaries shifted; a misregistered labeller).
 
 The cost (also `export_dir/annotator_cost.json`): blocks positive / negative, polygons and vertices drawn,
-and the edited area: true ground m² (mapper.imagery.area) of labelled pixels whose label differs from the
+and the edited area: true ground m² (mapper.grid.area) of labelled pixels whose label differs from the
 exported prediction, and that as a share of the labelled area.
 """
 
@@ -38,10 +38,10 @@ from mapper.al.labels_gpkg import (
     read_layer,
     write_layers,
 )
+from mapper.grid.area import masked_area_m2, pixel_area_grid
 from mapper.grid.blocks import Block
-from mapper.imagery.area import masked_area_m2, pixel_area_grid
+from mapper.grid.tilegrid import PixelWindow
 from mapper.imagery.mosaic import CRS
-from mapper.imagery.tilegrid import PixelWindow
 from mapper.store.atomic import atomic_path, atomic_write_text
 
 COST_FILE = "annotator_cost.json"
@@ -118,7 +118,7 @@ def simulate_annotator(
     export_dir: Path | str, world_seed: int, *, degrade: Degrade | None = None, seed: int = 0
 ) -> AnnotatorCost:
     """Fill `export_dir/labels.gpkg` from world `world_seed`'s truth (see the module docstring)."""
-    from mapper.run.polygons import block_polygons
+    from mapper.maps.polygons import block_polygons
     from mapper.world.world import get_world
 
     export_dir = Path(export_dir)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mapper.store.atomic import atomic_write_text
+from mapper.store.json_file import read_json
 
 FORMAT = "mapper-al-campaign/1"
 LEDGER_FORMAT = "mapper-al-ledger/1"
@@ -95,15 +96,15 @@ def read_sample(layout: CampaignLayout, name: str) -> list[str]:
     return path.read_text(encoding="utf-8").split()
 
 
+NEW_CAMPAIGN = "start a new campaign with `mapper al init` (was it written by another mapper version?)"
+
+
 def read_identity(root: Path | str) -> dict:
     layout = CampaignLayout(Path(root))
     if not layout.identity_file.exists():
         raise CampaignError(f"{layout.root} is not a label campaign (no campaign.json); start one with "
                             "`mapper al init`")  # fmt: skip
-    identity = json.loads(layout.identity_file.read_text(encoding="utf-8"))
-    if identity.get("format") != FORMAT:
-        raise CampaignError(f"{layout.identity_file} is not a {FORMAT} campaign (written by another mapper version?)")
-    return identity
+    return read_json(layout.identity_file, FORMAT, "a label campaign", NEW_CAMPAIGN, CampaignError)
 
 
 # ---------------------------------------------------------------------------------------------- ledger
@@ -119,9 +120,7 @@ class Ledger:
         path = layout.ledger_file
         if not path.exists():
             raise CampaignError(f"{path} is missing: the campaign was not initialised; run `mapper al init`")
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if data.get("format") != LEDGER_FORMAT:
-            raise CampaignError(f"{path} is not a {LEDGER_FORMAT} ledger")
+        data = read_json(path, LEDGER_FORMAT, "a campaign ledger", NEW_CAMPAIGN, CampaignError)
         return cls(path, data)
 
     @classmethod
@@ -163,9 +162,6 @@ class Ledger:
         if seconds is not None:  # wall time of this attempt (a resumed step counts only its last attempt)
             entry["steps"][step]["seconds"] = round(seconds, 2)
         self.save()
-
-    def finished_rounds(self) -> list[dict]:
-        return [r for r in self.rounds if r.get("done")]
 
     def labelled_blocks(self) -> list[str]:
         """Every block ingested so far (a block labelled twice counts once)."""

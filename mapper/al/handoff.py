@@ -52,10 +52,11 @@ from mapper.al.qgis_project import RasterLayer, VectorLayer, write_project
 from mapper.al.qgis_style import layer_style, qml_document, write_gpkg_styles
 from mapper.al.returned import IngestError, ReturnedBlock, read_returned
 from mapper.grid.blocks import Block
+from mapper.grid.tilegrid import PixelWindow
 from mapper.imagery.mosaic import CRS, read_mosaic
-from mapper.imagery.tilegrid import PixelWindow
 from mapper.labels.store import LabelError, check_image_file, write_labelled_block
 from mapper.store.atomic import atomic_directory, atomic_write_text
+from mapper.store.json_file import read_json
 from mapper.world.conditions import COVERAGE_NAMES
 
 __all__ = ["ExportBlock", "ExportError", "IngestError", "IngestReport", "export_round", "ingest_round",
@@ -138,7 +139,7 @@ def _predicted_polygons(eb: ExportBlock, window: PixelWindow) -> list:
     """The prediction's cropland polygons in EPSG:3857 (one per 8-connected component, exact pixel edges)."""
     import rasterio
 
-    from mapper.run.polygons import block_polygons
+    from mapper.maps.polygons import block_polygons
 
     if eb.prediction is None:
         return []
@@ -279,13 +280,7 @@ def read_manifest(export_dir: Path | str) -> dict:
     path = Path(export_dir) / MANIFEST
     if not path.exists():
         raise LabelError(f"{path} not found: {export_dir} is not an exported round (export_round writes it)")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise LabelError(f"{path} is not valid JSON ({e}); export the round again") from e
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or "blocks" not in manifest:
-        raise LabelError(f"{path} is not a round manifest ({FORMAT}); export the round again")
-    return manifest
+    return read_json(path, FORMAT, "a round manifest", "export the round again", LabelError, required=("blocks",))
 
 
 # ---------------------------------------------------------------------------------------------- ingest

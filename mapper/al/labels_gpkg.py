@@ -20,8 +20,8 @@ import geopandas as gpd
 import numpy as np
 import shapely
 
+from mapper.grid.tilegrid import PixelWindow
 from mapper.imagery.mosaic import CRS
-from mapper.imagery.tilegrid import PixelWindow
 from mapper.labels.store import CROPLAND, IGNORE, NOT_CROPLAND
 
 CROPLAND_LAYER = "cropland"

@@ -37,7 +37,7 @@ def _value(row: dict, key: str):
 def learning_curves_png(campaigns: list[tuple[str, list[dict]]], out: Path, thresholds: dict | None = None) -> Path:
     """One panel per stop criterion; the dashed line is the campaign's threshold."""
     thresholds = thresholds or STOP_THRESHOLDS
-    from mapper.run.plotting import figure, save_png
+    from mapper.maps.plotting import figure, save_png
 
     fig = figure(13, 3.8)
     axes = fig.subplots(1, 3)
@@ -63,7 +63,7 @@ def selected_map_png(identity: dict, ledger: Ledger, out: Path) -> Path:
 
     from mapper.grid.admin import provinces_frame
     from mapper.grid.blocks import BLOCK_DEG, Block
-    from mapper.run.plotting import figure, save_png
+    from mapper.maps.plotting import figure, save_png
 
     def centre(b):
         w, s, e, n = Block.parse(b).bounds

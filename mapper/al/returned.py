@@ -27,8 +27,8 @@ from mapper.al.labels_gpkg import (
     STATUSES,
     read_layer,
 )
+from mapper.grid.tilegrid import PixelWindow, pixel_size
 from mapper.imagery.mosaic import CRS
-from mapper.imagery.tilegrid import PixelWindow, pixel_size
 from mapper.labels.store import LabelError
 
 FIX_GEOMETRY = "fix it in QGIS: Vector ▸ Geometry Tools ▸ Check Validity / Fix Geometries"

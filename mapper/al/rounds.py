@@ -136,16 +136,15 @@ def _last_pool(c: Campaign, k: int) -> dict | None:
 def step_select(c: Campaign, k: int) -> dict:
     import geopandas as gpd
 
-    from mapper.al.select import SelectionSettings, select_blocks
+    from mapper.al.select import select_blocks
 
     pool_dir = Path(c.ledger.round(k)["steps"]["pool"]["dir"])
     table = gpd.read_parquet(pool_dir / "blocks.parquet")
     stopped = {p for p, s in c.ledger.stopped().items() if s}
     never = set(c.sample("validation")) | set(c.sample("decision"))
     never |= {b for b, p in c.province_of().items() if p in stopped}
-    settings = SelectionSettings.model_validate(c.al.selection)
     chosen = select_blocks(table, c.al.round_blocks, c.identity["strategy"], labelled=c.ledger.labelled_blocks(),
-                           excluded=never, settings=settings, seed=c.al.seed * 1000 + k,
+                           excluded=never, settings=c.al.selection, seed=c.al.seed * 1000 + k,
                            province_pcs=_province_pcs(c.ledger))  # fmt: skip
     if chosen.empty:
         raise CampaignError(f"round {k}: no block of the pool can be selected (all labelled, unusable or of stopped "
@@ -252,7 +251,8 @@ def fine_tune(init: str, labels: list[Path], out: Path, al, round_no: int) -> di
     """Fine-tune the segmentation (a plain function: it may run on a GPU actor); an interrupted fine-tune
     continues from its last checkpoint and ends where the uninterrupted one would."""
     from mapper.seg.finetune import fine_tune_seg, finetune_recipe, init_spec, load_init
-    from mapper.seg.train import SampleWeights, find_samples, load_seg_train_config, train_seg
+    from mapper.seg.samples import SampleWeights, find_samples
+    from mapper.seg.train import load_seg_train_config, train_seg
 
     overrides = {k: v for k, v in {"steps": al.finetune_steps, "recent_weight": al.recent_weight}.items() if v}
     cfg = load_seg_train_config(al.finetune_config or finetune_recipe(), **overrides)

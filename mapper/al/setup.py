@@ -37,7 +37,6 @@ def init_campaign(root: Path | str, config, provinces, source: str, *, name: str
                   decision_labels: Path | None = None) -> CampaignLayout:  # fmt: skip
     """Create the campaign at `root` (see the module docstring); returns its layout."""
     from mapper.config.loader import resolved_config_yaml
-    from mapper.config.models import WorldSourceConfig
     from mapper.run.plan import resolve_provinces
     from mapper.run.preflight import check_models, check_sources
 
@@ -48,7 +47,7 @@ def init_campaign(root: Path | str, config, provinces, source: str, *, name: str
     sources = check_sources(config, source)
     check_models(config.run.models)
     region = resolve_provinces(provinces)
-    world = all(isinstance(config.sources[s], WorldSourceConfig) for s in sources)
+    world = config.simulated(sources)
     if not world and (validation_labels is None or decision_labels is None):
         raise CampaignError("for imagery other than the simulated world give --validation-labels DIR and "
                             "--decision-labels DIR: labelled blocks (e.g. labelled with `mapper labels ingest`) that "

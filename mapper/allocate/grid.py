@@ -13,9 +13,9 @@ import geopandas as gpd
 import numpy as np
 from rasterio.transform import Affine
 
+from mapper.grid.area import band_area_m2
 from mapper.grid.blocks import CELLS_PER_DEGREE
 from mapper.grid.region import cells_of_polygon
-from mapper.imagery.area import band_integral
 
 GRIDS = {"block": CELLS_PER_DEGREE, "5arcmin": 12}  # cells per degree: 0.05° and 5′
 
@@ -43,7 +43,7 @@ class AllocationGrid:
         """Exact WGS84 ellipsoidal area of the cells of rows iy (area only depends on the row)."""
         d = self.cells_per_degree
         south = np.asarray(iy, float) / d - 90.0
-        return np.radians(1.0 / d) * (band_integral(south + 1.0 / d) - band_integral(south)) / 1e4
+        return band_area_m2(south, south + 1.0 / d, 1.0 / d) / 1e4
 
     def west_north(self, ix: int, iy: int) -> tuple[float, float]:
         return ix / self.cells_per_degree - 180.0, (iy + 1) / self.cells_per_degree - 90.0

@@ -13,7 +13,7 @@ import numpy as np
 import shapely
 
 from mapper.allocate.grid import Pieces
-from mapper.imagery.tilegrid import lonlat_to_global_pixel
+from mapper.grid.tilegrid import lonlat_to_global_pixel
 from mapper.world import crops
 
 CHUNK_SAMPLES = 2_000_000  # points per kernel call: bounds memory on a country grid

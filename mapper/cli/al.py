@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from mapper.cli.options import config_option, load, world_seed_option
+from mapper.cli.options import RegistryChoice, config_option, load, world_seed_option
 
 # (mapper.al's errors — CampaignError, SelectionError, IngestError — print as one line: mapper.cli.errors)
 
@@ -46,7 +46,8 @@ def al() -> None:
               help="Labelled blocks: the validation sample (needed for imagery other than the world).")
 @click.option("--decision-labels", type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="Labelled blocks: the decision sample (needed for imagery other than the world).")
-@click.option("--strategy", type=click.Choice(["random", "error", "uncertainty", "disagreement", "combined"]))
+@click.option("--strategy", type=RegistryChoice("mapper.al.strategies:strategy_names"),
+              help="How each round's blocks are chosen (default: the config's, combined).")
 @click.option("--round-blocks", type=click.IntRange(min=1), help="Blocks selected per round.")
 @click.option("--seed", type=click.IntRange(min=0), help="Seed of the samples and of selection's random parts.")
 @click.option("--segmentation", help="Starting segmentation checkpoint (default: the config's, seg-default).")

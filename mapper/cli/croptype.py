@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from mapper.cli.options import world_seed_option
+from mapper.cli.options import RegistryChoice, world_seed_option
 
 
 class CropTypeUsageError(click.ClickException):
@@ -216,7 +216,8 @@ def _taxonomy(path):
 )
 @format_options
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Model directory.")
-@click.option("--model", "kind", type=click.Choice(["cropnet", "forest"]), default="cropnet", show_default=True)
+@click.option("--model", "kind", type=RegistryChoice("mapper.croptype.kinds:kind_names"), default="cropnet",
+              show_default=True, help="The kind of model (mapper.croptype.kinds).")
 @click.option(
     "--width",
     type=click.IntRange(min=4),
@@ -254,12 +255,13 @@ def train(data, fmt, taxonomy_csv, source, max_pixels, read_unit, out, kind, wid
     import shlex
     import sys
 
+    from mapper.config.loader import load_settings
     from mapper.croptype.fit import train_model
     from mapper.croptype.train import CropTrainConfig
 
-    cfg = CropTrainConfig(
-        width=width, epochs=epochs, lr=lr, batch_size=batch_size, patience=patience, augment=not no_augment,
-        shift_days=shift_days, seed=seed, device=device, prior=prior,
+    cfg = load_settings(
+        CropTrainConfig, what="crop-type training settings", width=width, epochs=epochs, lr=lr, batch_size=batch_size,
+        patience=patience, augment=not no_augment, shift_days=shift_days, seed=seed, device=device, prior=prior,
     )  # fmt: skip
     command = "mapper " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     taxonomy, ids = _taxonomy(taxonomy_csv)
@@ -302,11 +304,12 @@ def evaluate(model_path, data, fmt, taxonomy_csv, source, max_pixels, read_unit,
     the heads' own predictions that form a valid path. Without --data, parcels of --province on --world-seed
     (default 1: the packaged model learnt on seed 0 only) are simulated first."""
     from mapper.croptype.dataset import simulate_dataset
-    from mapper.croptype.fit import evaluate_model, load_any
+    from mapper.croptype.fit import evaluate_model
+    from mapper.croptype.kinds import load_model
     from mapper.models.registry import resolve_checkpoint
 
     taxonomy, ids = _taxonomy(taxonomy_csv)
-    model = load_any(resolve_checkpoint(model_path), taxonomy=taxonomy)
+    model = load_model(resolve_checkpoint(model_path), taxonomy=taxonomy)
     if data:
         options = _format_options(fmt, source, max_pixels, read_unit)
         ds = _datasets(data, fmt, taxonomy, ids, split=split if fmt != "native" else None, **options)
@@ -390,16 +393,16 @@ def map_run(run_dir, model_path, s2_paths, bands, dates_file, in_process, addres
 def _preflight(config) -> None:
     """Before any block: the model loads (checksums, taxonomy) and the Sentinel-2 files' headers agree with
     each other and hold the bands the model needs."""
-    from mapper.croptype.checkpoint import load_croptype
+    from mapper.croptype.kinds import load_model
     from mapper.croptype.s2read import require_bands
     from mapper.croptype.stage import S2Provider
     from mapper.models.registry import resolve_checkpoint
 
-    ckpt = load_croptype(resolve_checkpoint(config.croptype.model))
+    model = load_model(resolve_checkpoint(config.croptype.model))
     s2 = config.croptype.s2.model_dump(mode="json")
     if s2["kind"] == "files":
         provider = S2Provider(s2, config.world.seed)
-        require_bands(provider.bands, ckpt.meta["input"]["bands"])
+        require_bands(provider.bands, model.bands)
 
 
 @croptype.command("statistics", short_help="The simulated world's true crop areas of a province (no rendering).")

@@ -1,7 +1,7 @@
 """Exceptions that mean bad input from the user: shown as one line, not a traceback."""
 
 from mapper.al.campaign import CampaignError
-from mapper.al.select import SelectionError
+from mapper.al.pool import SelectionError
 from mapper.allocate.grid import GridError
 from mapper.allocate.runlayers import RunInputError
 from mapper.allocate.statistics import StatisticsError as CropStatisticsError
@@ -16,11 +16,11 @@ from mapper.features.terrain import DemError
 from mapper.grid.admin import UnknownProvinceError
 from mapper.imagery.mbtiles import CacheCorruptError
 from mapper.labels.store import LabelError
+from mapper.maps.statistics import StatisticsError
 from mapper.models.checkpoint import CheckpointError
 from mapper.run.executor import ExecutorError
 from mapper.run.plan import RegionError
 from mapper.run.session import RunDiskFullError
-from mapper.run.statistics import StatisticsError
 from mapper.store.run_lock import LockLostError, RunLockedError
 from mapper.store.run_store import RunStoreError
 from mapper.validation.validate import ValidationInputError

@@ -119,7 +119,7 @@ def seg(checkpoint, labels_roots, max_images, coverage, overlays, n_overlays, as
     from mapper.models.registry import resolve_checkpoint
     from mapper.seg.evaluate import evaluate_samples, select_samples, write_overlay
     from mapper.seg.predict import load_segmenter
-    from mapper.seg.train import find_samples
+    from mapper.seg.samples import find_samples
 
     wanted = None if coverage.strip().lower() == "all" else [c.strip() for c in coverage.split(",") if c.strip()]
     try:

@@ -23,3 +23,24 @@ def load(config_files, world_seed=None, overrides: dict | None = None):
 
     overrides = {**(overrides or {}), **({} if world_seed is None else {"world.seed": world_seed})}
     return load_config(list(config_files), overrides)
+
+
+class RegistryChoice(click.Choice):
+    """The names of a registry (selection strategies, crop-type model kinds), read when the option is shown or
+    parsed: the registries import pandas or torch, which `mapper --help` should not wait for. `names` is the
+    registry's "module:function" that returns them."""
+
+    def __init__(self, names: str) -> None:
+        self._names = names
+        super().__init__(())
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        import importlib
+
+        module, function = self._names.split(":")
+        return getattr(importlib.import_module(module), function)()
+
+    @choices.setter
+    def choices(self, _value) -> None:  # click.Choice.__init__ assigns its list; the registry is the truth
+        pass

@@ -144,7 +144,8 @@ def seg(labels_roots, val_labels, arch, out, steps, resume, init, config_file, b
     from mapper.models.checkpoint import CheckpointError
     from mapper.models.registry import get_model_spec
     from mapper.seg.finetune import finetune_recipe
-    from mapper.seg.train import check_output, find_samples, load_seg_train_config, split_samples, train_seg
+    from mapper.seg.samples import find_samples, split_samples
+    from mapper.seg.train import check_output, load_seg_train_config, train_seg
 
     if init is not None and resume:
         raise TrainUsageError(

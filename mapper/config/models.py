@@ -3,117 +3,99 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
+from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    SerializeAsAny,
+    TypeAdapter,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class RetryConfig(StrictModel):
-    """urllib3 Retry settings for tile requests."""
+class SourceConfig(StrictModel):
+    """The config of an imagery source. Each kind's class lives beside its source, with the field
+    `kind: Literal["..."] = "..."`, an `open(name, config)` that builds the TileSource, and `@register_source`."""
 
-    total: int = Field(4, ge=0, le=20)
-    backoff_factor: float = Field(0.5, ge=0)
-    backoff_max_s: float = Field(30.0, gt=0)
-    status_forcelist: list[int] = [429, 500, 502, 503, 504]
-    respect_retry_after: bool = True
+    @property
+    def simulated(self) -> bool:
+        """This source is the simulated world (its truth is known): True only for the world's kind."""
+        return False
 
+    @property
+    def remote(self) -> bool:
+        """Fetched over the network, so opened behind the MBTiles tile cache."""
+        return False
 
-class HttpSourceConfig(StrictModel):
-    """Settings shared by every tile source reached over HTTP."""
-
-    attribution: str = ""
-    token_env: str | None = Field(
-        None, description="Name of the environment variable that holds the access token (never the token)."
-    )
-    headers: dict[str, str] = {}
-    connect_timeout_s: float = Field(5.0, gt=0)
-    read_timeout_s: float = Field(20.0, gt=0)
-    max_concurrency: int = Field(8, ge=1, le=256)
-    max_requests_per_second: float | None = Field(None, gt=0)
-    retry: RetryConfig = RetryConfig()
-    placeholder_sha256: list[str] = Field(
-        [], description="sha256 of bodies the server returns instead of imagery ('no imagery' tiles)."
-    )
-    blank_tile_is_missing: bool = Field(
-        True, description="Treat a tile of one uniform colour as a 'no imagery' placeholder."
-    )
-    max_zoom: int = Field(19, ge=0, le=24)
-
-    def token(self) -> str | None:
-        """The token from the environment; fails, naming the variable, when it is unset."""
-        if self.token_env is None:
-            return None
-        value = os.environ.get(self.token_env, "").strip()
-        if not value:
-            raise MissingTokenError(self.token_env)
-        return value
+    def open(self, name: str, config: MapperConfig):
+        """The TileSource (mapper.imagery.tiles) this config describes, called `name` in `config`."""
+        raise NotImplementedError(f"{type(self).__name__} must define open(name, config)")
 
 
-class XYZSourceConfig(HttpSourceConfig):
-    kind: Literal["xyz"] = "xyz"
-    url: str = Field(description="Template with {z}/{x}/{y} or {quadkey}; {s} for subdomains; {token}.")
-    subdomains: list[str] = []
-
-    @field_validator("url")
-    @classmethod
-    def _has_tile_placeholders(cls, url: str) -> str:
-        if "{quadkey}" not in url and not all(p in url for p in ("{z}", "{x}", "{y}")):
-            raise ValueError(
-                f"URL template {url!r} must contain {{z}}, {{x}} and {{y}} (or {{quadkey}}), "
-                "e.g. https://example.com/tiles/{z}/{x}/{y}.jpg"
-            )
-        return url
-
-    @model_validator(mode="after")
-    def _subdomains_used(self):
-        if "{s}" in self.url and not self.subdomains:
-            raise ValueError("URL template uses {s} but no subdomains are configured")
-        return self
+# ------------------------------------------------------------------------------------- source kinds
+# kind -> its config class. Each source module registers its own; the installed modules are named by the
+# entry-point group "mapper.sources" (pyproject.toml) and loaded when a config is first validated, so this
+# package imports none of them (they import it) and a plugin package adds a kind the same way.
+SOURCE_ENTRY_POINTS = "mapper.sources"
+_source_kinds: dict[str, type[SourceConfig]] = {}
+_entry_point_kinds: list[str] | None = None  # loaded once per process
 
 
-class GoogleTilesConfig(HttpSourceConfig):
-    """Google Map Tiles API (2D satellite): an API key plus a session token from createSession."""
-
-    kind: Literal["google_tiles"] = "google_tiles"
-    token_env: str | None = "GOOGLE_MAPS_API_KEY"
-    session_url: str = "https://tile.googleapis.com/v1/createSession"
-    tile_url: str = "https://tile.googleapis.com/v1/2dtiles/{z}/{x}/{y}?session={session}&key={token}"
-    map_type: Literal["satellite"] = "satellite"
-    language: str = "en-US"
-    region: str = "US"
-    tiles_per_minute: int = Field(6000, ge=1, description="Per-minute quota of the project's API key.")
-    tiles_per_day: int = Field(100000, ge=1, description="Daily tile quota; the source stops at it.")
+def register_source(cls: type[SourceConfig]) -> type[SourceConfig]:
+    """Class decorator: sources of cls's `kind` parse as cls and open with cls.open (installed packages name the
+    module in the "mapper.sources" entry points; plugins and tests may call it directly)."""
+    kind = cls.model_fields["kind"].default if "kind" in cls.model_fields else None
+    if not isinstance(kind, str):
+        raise TypeError(f"{cls.__name__} needs a field kind: Literal['name'] = 'name' to be a source kind")
+    _source_kinds[kind] = cls
+    return cls
 
 
-class WorldSourceConfig(StrictModel):
-    """The simulated world, rendered in-process (same code path as any other tile source)."""
+def source_kinds() -> dict[str, type[SourceConfig]]:
+    """Every installed source kind and its config class, in entry-point order, then those registered here."""
+    global _entry_point_kinds
+    if _entry_point_kinds is None:
+        from importlib.metadata import entry_points
 
-    kind: Literal["world"] = "world"
-    rendering: Literal["a", "b"] = Field(description="Which of the world's two imagery renderings.")
-    attribution: str = "mapper simulated world"
+        names = []
+        for ep in entry_points(group=SOURCE_ENTRY_POINTS):
+            try:
+                ep.load()  # its module registers its kinds
+            except (ImportError, AttributeError) as e:
+                raise ImportError(f"source kind {ep.name!r} cannot be loaded ({ep.value}: {e}); reinstall mapper "
+                                  "(`pip install -e .`) if its package metadata is older than its code") from e
+            if ep.name not in _source_kinds:
+                raise TypeError(f"entry point {ep.name} = {ep.value} registers no source kind {ep.name!r}")
+            names.append(ep.name)
+        _entry_point_kinds = names
+    order = [*_entry_point_kinds, *(k for k in _source_kinds if k not in _entry_point_kinds)]
+    return {k: _source_kinds[k] for k in order}
 
 
-class RasterFileSourceConfig(StrictModel):
-    """GeoTIFFs (any CRS) warped onto the z-level Web Mercator grid."""
-
-    kind: Literal["raster"] = "raster"
-    paths: list[Path]
-    bands: list[int] = [1, 2, 3]
-    resampling: Literal["nearest", "bilinear", "cubic", "lanczos"] = "bilinear"
-    rescale: tuple[float, float] | None = Field(
-        None, description="Map this input value range linearly to 0-255 (for non-8-bit rasters)."
-    )
+@lru_cache
+def _source_union(classes: tuple[type[SourceConfig], ...]) -> TypeAdapter:
+    return TypeAdapter(Annotated[Union[classes], Field(discriminator="kind")])  # noqa: UP007 (a runtime tuple)
 
 
-SourceConfig = Annotated[
-    XYZSourceConfig | GoogleTilesConfig | WorldSourceConfig | RasterFileSourceConfig,
-    Field(discriminator="kind"),
-]
+def _validate_source(value):
+    """One entry of `sources`: the config class of its `kind`, as a discriminated union of the installed kinds."""
+    return _source_union(tuple(source_kinds().values())).validate_python(value)
+
+
+# A source's config: validated against the installed kinds when the config is, dumped as its own class.
+AnySourceConfig = Annotated[SerializeAsAny[SourceConfig], PlainValidator(_validate_source)]
 
 
 class CacheConfig(StrictModel):
@@ -189,10 +171,77 @@ class StopThresholds(StrictModel):
     pcs: float = Field(0.80, ge=0, description="One-sided: mapped cropland at least this share of the reference.")
 
 
+SELECTION_COMPONENTS = ("error", "uncertainty", "disagreement")  # the scores the combined strategy ranks
+DEFAULT_DIVERSITY_FEATURES = (
+    *(f"{s}_{f}" for s in ("a", "b") for f in ("area_fraction", "solidity_mean", "edge_density_m_per_ha",
+                                                 "sharpness", "hue_median", "saturation_median", "lightness_median")),
+    "elevation_median", "slope_median_deg",
+)  # fmt: skip
+
+
+class GivenKeysModel(StrictModel):
+    """Dumps only the keys that were given (the defaults are the code's): a saved config (a run's config.yaml, a
+    campaign's) says what its user chose, as the plain dict the selection settings once were did."""
+
+    @model_serializer(mode="wrap")
+    def _given_only(self, handler):
+        return {k: v for k, v in handler(self).items() if k in self.model_fields_set}
+
+
+class ComponentWeights(GivenKeysModel):
+    """Weights of the rank-normalised scores in the combined score (0 leaves a score out)."""
+
+    error: float = Field(1.0, ge=0)
+    uncertainty: float = Field(1.0, ge=0)
+    disagreement: float = Field(1.0, ge=0)
+
+    @model_validator(mode="after")
+    def _some_weight(self):
+        if not any(getattr(self, c) > 0 for c in SELECTION_COMPONENTS):
+            raise ValueError(f"at least one of the weights {', '.join(SELECTION_COMPONENTS)} must be above 0")
+        return self
+
+
+class SelectionSettings(GivenKeysModel):
+    """How a round's blocks are chosen (mapper.al.select); the defaults are the project's, documented field by
+    field."""
+
+    random_share: float = Field(0.2, ge=0, le=1, description="share of combined picks drawn at random")
+    negative_share: float = Field(
+        0.3, ge=0, le=1,
+        description="share of combined picks from the negative candidates; the paper's labels were two thirds "
+                    "negative, and error picks (FP blocks) bring more negatives on top of this quota",
+    )  # fmt: skip
+    negative_max_cropland_fraction: float = Field(
+        0.02, ge=0, le=1, description="final-map cropland fraction at or below which a block is a negative candidate"
+    )
+    weights: ComponentWeights = Field(default_factory=ComponentWeights)
+    pcs_threshold: float = Field(StopThresholds().pcs, gt=0, description="PCS below which a province weighs more")
+    pcs_weight: float = Field(2.0, ge=0, description="extra error weight of a province at PCS 0 (linear to 0 at T)")
+    min_distance_km: float = Field(10.0, ge=0, description="least ground distance between picks and labelled blocks")
+    shortlist_factor: int = Field(10, ge=1, description="k-center chooses among this many times k best-scored blocks")
+    diversity_features: tuple[str, ...] = Field(DEFAULT_DIVERSITY_FEATURES, min_length=1)
+
+    @model_validator(mode="after")
+    def _shares_fit(self):
+        if self.random_share + self.negative_share > 1:
+            raise ValueError(f"random_share + negative_share is {self.random_share + self.negative_share:g}; "
+                             "it must be at most 1")  # fmt: skip
+        return self
+
+
+def _strategy_names() -> tuple[str, ...]:
+    # The strategies register themselves in mapper.al.strategies (one module each). It is imported by name, when
+    # a config is validated, so that mapper.config stays below mapper.al in the import graph.
+    import importlib
+
+    return importlib.import_module("mapper.al.strategies").strategy_names()
+
+
 class AlConfig(StrictModel):
     """Label campaigns (`mapper al`): the samples, the rounds, retraining and acceptance."""
 
-    strategy: Literal["random", "error", "uncertainty", "disagreement", "combined"] = "combined"
+    strategy: str = Field("combined", description="A selection strategy of mapper.al.strategies.")
     round_blocks: int = Field(4, ge=1, description="Blocks selected for labelling per round.")
     pool_blocks: int = Field(24, ge=1, description="Candidate pool: a spread sample of this many blocks.")
     validation_blocks: int = Field(8, ge=1, description="The fixed validation sample (never selected).")
@@ -214,9 +263,17 @@ class AlConfig(StrictModel):
                                          "trains the decision models anew instead.")
     acceptance_tolerance: float = Field(0.0, ge=0, le=0.1, description="A new model is adopted when its "
                                         "validation IoU is at least the current one's minus this.")
-    selection: dict = Field(default_factory=dict, description="mapper.al.select.SelectionSettings fields.")
+    selection: SelectionSettings = SelectionSettings()
     stop: StopThresholds = StopThresholds()
     annotator: AnnotatorConfig = AnnotatorConfig()
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, strategy: str) -> str:
+        known = _strategy_names()
+        if strategy not in known:
+            raise ValueError(f"unknown selection strategy {strategy!r}; known: {', '.join(known)}")
+        return strategy
 
 
 class CropTypeS2Config(StrictModel):
@@ -250,7 +307,7 @@ class CropTypeConfig(StrictModel):
 
 class MapperConfig(StrictModel):
     zoom: int = Field(16, ge=10, le=19)
-    sources: dict[str, SourceConfig]
+    sources: dict[str, AnySourceConfig]
     source_sets: dict[str, list[str]] = Field(
         {}, description="Named pairs of sources, e.g. demo: [demo-a, demo-b]; the first is 'source A'."
     )
@@ -268,6 +325,10 @@ class MapperConfig(StrictModel):
             if unknown:
                 raise ValueError(f"source set {name!r} names unknown sources {unknown}")
         return self
+
+    def simulated(self, sources: Iterable[str]) -> bool:
+        """Whether every one of these sources (names) is the simulated world, whose truth is known."""
+        return all(name in self.sources and self.sources[name].simulated for name in sources)
 
     def resolve_sources(self, name: str) -> list[str]:
         """Source names for a source or a source set ('demo' -> ['demo-a', 'demo-b'])."""

@@ -28,6 +28,7 @@ from mapper.croptype.checkpoint import check_bands, check_steps, check_taxonomy
 from mapper.croptype.series import BANDS, STEP_DAYS_OF_YEAR
 from mapper.croptype.taxonomy import Taxonomy, from_description
 from mapper.models.checkpoint import CheckpointError, sha256_bytes
+from mapper.store.json_file import read_json
 
 FORMAT = "mapper-croptype-forest/1"
 MODEL_FILE = "forest.json"
@@ -192,12 +193,7 @@ def load_forest(
     missing = [n for n in (META_FILE, MODEL_FILE) if not (directory / n).is_file()]
     if missing:
         raise CheckpointError(f"forest {directory} is missing {', '.join(missing)}; {fix}")
-    try:
-        meta = json.loads((directory / META_FILE).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{directory / META_FILE} is not valid JSON ({e}); {fix}") from e
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{directory / META_FILE} is not a {FORMAT} file; not a crop-type forest")
+    meta = read_json(directory / META_FILE, FORMAT, "a crop-type forest", fix, CheckpointError)
     where = str(directory)
     if expect_taxonomy is not None:
         check_taxonomy(meta, expect_taxonomy, where)

@@ -12,10 +12,9 @@ names what the model expects of its data, checked before the model is built:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
-import numpy as np
+from pydantic import BaseModel
 
 from mapper.croptype.series import BANDS, STEP_DAYS_OF_YEAR
 from mapper.croptype.taxonomy import Taxonomy, from_description
@@ -46,7 +45,7 @@ def save_croptype_checkpoint(
         raise ValueError(f"the model's class counts {arch['sizes']} do not fit the taxonomy {list(taxonomy.sizes)}")
     if len(normalisation["mean"]) != len(bands) or len(normalisation["std"]) != len(bands):
         raise ValueError(f"normalisation must have one mean and std per band ({len(bands)})")
-    config = asdict(cfg) if is_dataclass(cfg) else dict(cfg or {})
+    config = cfg.model_dump() if isinstance(cfg, BaseModel) else dict(cfg or {})
     meta = {
         "kind": KIND,
         "arch": arch,
@@ -111,12 +110,6 @@ def check_steps(meta: dict, steps: Sequence[int], where: str) -> None:
             f"{len(got)} steps{f' on {got[0]}..{got[-1]}' if got else ''} — resample the series onto the "
             "checkpoint's steps or train a model on these"
         )
-
-
-def band_indices(meta: dict, bands: Sequence[str], where: str = "") -> np.ndarray:
-    """Where each of the checkpoint's bands sits in the data's band list (select with X[:, idx])."""
-    check_bands(meta, bands, where)
-    return np.array([list(bands).index(b) for b in meta["input"]["bands"]], np.int64)
 
 
 def load_croptype(

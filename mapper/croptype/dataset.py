@@ -33,6 +33,7 @@ from mapper.croptype import series
 from mapper.croptype.composite import composite
 from mapper.croptype.taxonomy import Taxonomy, packaged_taxonomy
 from mapper.croptype.worldsource import simulate_stack
+from mapper.store.json_file import read_json
 
 FORMAT = "mapper-parcels/1"
 DEG_PER_KM = 1 / 111.32
@@ -100,7 +101,7 @@ def _pixel_lonlat(sim, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, 
     from pyproj import Transformer
 
     to_lonlat = Transformer.from_crs(sim.crs, 4326, always_xy=True)
-    x, y = sim.transform * (np.asarray(cols) + 0.5, np.asarray(rows) + 0.5)
+    x, y = sim.transform @ (np.asarray(cols) + 0.5, np.asarray(rows) + 0.5)  # `*` is deprecated in affine 3
     return to_lonlat.transform(x, y)
 
 
@@ -234,9 +235,8 @@ def load_dataset(directory: Path | str) -> ParcelDataset:
             f"{directory} is not a parcel dataset (missing {', '.join(missing)}); write one with "
             "`mapper croptype simulate` or pass the directory it wrote"
         )
-    meta = json.loads((directory / "dataset.json").read_text(encoding="utf-8"))
-    if meta.get("format") != FORMAT:
-        raise DatasetError(f"{directory / 'dataset.json'} has format {meta.get('format')!r}, not {FORMAT!r}")
+    meta = read_json(directory / "dataset.json", FORMAT, "a parcel dataset",
+                     "write one with `mapper croptype simulate`", DatasetError)  # fmt: skip
     values = np.load(directory / "series.npy", allow_pickle=False)
     parcels = pd.read_parquet(directory / "parcels.parquet")
     if values.shape[0] != len(parcels) or values.shape[1:] != (len(meta["bands"]), len(meta["steps"])):

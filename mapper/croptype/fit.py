@@ -10,18 +10,15 @@ another dataset: another region or another world seed, or a format's test split.
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-from mapper.croptype.baseline import ForestBaseline, load_forest
-from mapper.croptype.checkpoint import load_croptype, save_croptype_checkpoint
 from mapper.croptype.dataset import DatasetError, ParcelDataset
+from mapper.croptype.kinds import CropTypeModel, get_kind
 from mapper.croptype.metrics import confusion_matrix, confusion_png, croptype_metrics
-from mapper.croptype.predict import predict_croptype
 from mapper.croptype.taxonomy import Taxonomy, packaged_taxonomy
-from mapper.croptype.train import CropTrainConfig, train_cropnet
+from mapper.croptype.train import CropTrainConfig
 
 
 def split_by_window(ds: ParcelDataset, val_share: float, seed: int) -> tuple[ParcelDataset, ParcelDataset]:
@@ -52,7 +49,8 @@ def split_for_training(ds: ParcelDataset, val_share: float, seed: int) -> tuple[
 def train_model(ds: ParcelDataset, out: Path, kind: str = "cropnet", cfg: CropTrainConfig | None = None,
                 val_share: float = 0.2, taxonomy: Taxonomy | None = None, n_trees: int = 500,
                 command: str = "", log=print) -> dict:  # fmt: skip
-    """Train a CropNet (or the random-forest baseline) and save it to `out`; returns the training summary."""
+    """Train a model of `kind` (mapper.croptype.kinds: cropnet, forest, …) and save it to `out`; returns the
+    training summary (its record, with the settings given as "config")."""
     taxonomy = taxonomy or packaged_taxonomy()
     cfg = cfg or CropTrainConfig()
     train, val, how = split_for_training(ds, val_share, cfg.seed)
@@ -64,42 +62,19 @@ def train_model(ds: ParcelDataset, out: Path, kind: str = "cropnet", cfg: CropTr
         "val_windows": sorted(val.parcels["window"].unique().tolist()) if how == "held-out windows" else [],
         "command": command,
     }
-    if kind == "forest":
-        forest = ForestBaseline.fit(train.series, train.leaves(taxonomy), taxonomy, n_trees=n_trees, seed=cfg.seed,
-                                    device=cfg.device, bands=ds.bands, steps=ds.steps)  # fmt: skip
-        pred = forest.predict(val.series)
-        info["val_metrics"] = croptype_metrics(val.leaves(taxonomy), pred["levels"], taxonomy)
-        forest.meta["training"] = {**forest.meta.get("training", {}), **info}
-        forest.save(out)
-        return info
-    prior = cfg.prior
-    model, history = train_cropnet(
-        train.series, train.leaves(taxonomy), val.series, val.leaves(taxonomy), taxonomy, cfg,
-        prior_train=train.priors(taxonomy) if prior else None, prior_val=val.priors(taxonomy) if prior else None,
-        log=log, days=ds.steps,
-    )  # fmt: skip
-    pred = predict_croptype(model, val.series, prior=val.priors(taxonomy) if prior else None,
-                            normalisation=history["normalisation"], taxonomy=taxonomy)  # fmt: skip
-    info["val_metrics"] = croptype_metrics(val.leaves(taxonomy), pred["levels"], taxonomy, pred["raw_levels"])
-    info.update(best_epoch=history["best_epoch"], epochs_run=len(history["epochs"]), seconds=history["seconds"],
-                device=str(history["device"]))  # fmt: skip
-    save_croptype_checkpoint(out, model, taxonomy, history["normalisation"], cfg, info, bands=ds.bands, steps=ds.steps)
-    return {**info, "config": asdict(cfg)}
+    model, record = get_kind(kind).fit(train, val, taxonomy, cfg, n_trees, log)
+    pred = model.predict(val.series, prior=val.priors(taxonomy) if model.uses_prior else None)
+    info["val_metrics"] = croptype_metrics(val.leaves(taxonomy), pred["levels"], taxonomy, pred.get("raw_levels"))
+    info.update(record)
+    model.save(out, info)
+    return {**info, "config": cfg.model_dump()}
 
 
-def load_any(path: Path, taxonomy: Taxonomy | None = None, bands=None, steps=None):
-    """A CropNet checkpoint or a saved forest, by what the directory holds."""
-    path = Path(path)
-    if (path / "forest.json").is_file():
-        return load_forest(path, expect_taxonomy=taxonomy, expect_bands=bands, expect_steps=steps)
-    return load_croptype(path, expect_taxonomy=taxonomy, expect_bands=bands, expect_steps=steps)
-
-
-def predict_any(model, ds: ParcelDataset, taxonomy: Taxonomy) -> dict:
-    if isinstance(model, ForestBaseline):
-        return model.predict(_bands_of(model.bands, ds))
-    prior = ds.priors(taxonomy) if model.meta["arch"].get("prior") else None
-    return predict_croptype(model, _bands_of(model.meta["input"]["bands"], ds), prior=prior)
+def predict_dataset(model: CropTypeModel, ds: ParcelDataset, taxonomy: Taxonomy) -> dict:
+    """The model's predictions of a dataset's series (its bands picked by name; last year's crops as the prior
+    of a model that takes one)."""
+    prior = ds.priors(taxonomy) if model.uses_prior else None
+    return model.predict(_bands_of(model.bands, ds), prior=prior)
 
 
 def _bands_of(want, ds: ParcelDataset) -> np.ndarray:
@@ -107,13 +82,13 @@ def _bands_of(want, ds: ParcelDataset) -> np.ndarray:
     return ds.series[:, idx]
 
 
-def evaluate_model(model, ds: ParcelDataset, taxonomy: Taxonomy | None = None, figures: Path | None = None,
-                   title: str = "") -> dict:  # fmt: skip
+def evaluate_model(model: CropTypeModel, ds: ParcelDataset, taxonomy: Taxonomy | None = None,
+                   figures: Path | None = None, title: str = "") -> dict:  # fmt: skip
     """Per-level OA, macro-F1 (classes present) and confusion matrices of a model on a dataset; confusion
     PNGs into `figures` when given."""
     taxonomy = taxonomy or packaged_taxonomy()
     truth = ds.leaves(taxonomy)
-    pred = predict_any(model, ds, taxonomy)
+    pred = predict_dataset(model, ds, taxonomy)
     out = croptype_metrics(truth, pred["levels"], taxonomy, pred.get("raw_levels"))
     out["n_parcels"] = len(ds)
     if figures is not None:

@@ -78,6 +78,8 @@ def confusion_png(cm, names: Sequence[str], path: Path | str, title: str = "Conf
     rotated labels; sized to stay readable for 25 classes. Counts are written in the cells up to 12 classes."""
     from matplotlib.figure import Figure  # no pyplot: no global state, renders with Agg
 
+    from mapper.maps.plotting import annotate_cells
+
     cm = np.asarray(cm, np.float64)
     k = len(names)
     row = cm.sum(axis=1, keepdims=True)
@@ -87,18 +89,7 @@ def confusion_png(cm, names: Sequence[str], path: Path | str, title: str = "Conf
     ax = fig.add_subplot()
     im = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
     if k <= 12:
-        for i in range(k):
-            for j in range(k):
-                if cm[i, j]:
-                    ax.text(
-                        j,
-                        i,
-                        f"{int(cm[i, j])}",
-                        ha="center",
-                        va="center",
-                        fontsize=8,
-                        color="white" if share[i, j] > 0.55 else "black",
-                    )
+        annotate_cells(ax, share, lambda i, j: f"{int(cm[i, j])}" if cm[i, j] else None, fontsize=8)
     ax.set_xticks(range(k), labels=list(names), rotation=60, ha="right", rotation_mode="anchor", fontsize=8)
     ax.set_yticks(range(k), labels=[f"{n} ({int(r)})" for n, r in zip(names, row[:, 0], strict=True)], fontsize=8)
     ax.set_xlabel("predicted")

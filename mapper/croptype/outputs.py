@@ -27,16 +27,16 @@ from mapper.croptype.taxonomy import Taxonomy
 
 
 def write_croptype_outputs(store, ctx, units: dict) -> dict:
-    from mapper.croptype.checkpoint import checkpoint_taxonomy, load_croptype
+    from mapper.croptype.kinds import load_model
+    from mapper.maps.polygons import write_unit_geopackages
     from mapper.models.registry import resolve_checkpoint
-    from mapper.run.polygons import write_unit_geopackages
 
     root = store.layout.root
     results = dict(store.results("croptype"))
     if not results:
         return {}
     out_dir = croptype_dir(root)
-    taxonomy = checkpoint_taxonomy(load_croptype(resolve_checkpoint(ctx.config["croptype"]["model"])))
+    taxonomy = load_model(resolve_checkpoint(ctx.config["croptype"]["model"])).taxonomy
     names = {
         "provinces": dict(zip(units["provinces"]["code"], units["provinces"]["name"], strict=True)),
         "prefectures": dict(zip(units["prefectures"]["code"], units["prefectures"]["name"], strict=True)),

@@ -16,7 +16,3 @@ N_STEPS = 43
 STEP_DAYS_OF_YEAR = FIRST_DAY + STEP_DAYS * np.arange(N_STEPS)  # 121 … 331
 SCALE = 10000.0  # L2A digital numbers per unit reflectance
 NODATA_DN = 0  # L2A's nodata value
-
-
-def step_days(first_day: int = FIRST_DAY, step: int = STEP_DAYS, n: int = N_STEPS) -> np.ndarray:
-    return first_day + step * np.arange(n)

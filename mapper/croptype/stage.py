@@ -26,7 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mapper.run.stages import RunContext, Worker, unit_frames
+from mapper.maps.units import unit_frames
+from mapper.run.stage import Pool, RunContext, StageSpec, Worker
+from mapper.run.stages import decision_item
 
 UNCLASSIFIED = 0
 CROP_COLUMNS = ["block_id", "unit_code", "unit_name", "area_m2", "crop_code", "crop", "level1", "level2", "level3",
@@ -80,20 +82,17 @@ class S2Provider:
 class CropTypeWorker(Worker):
     def __init__(self, ctx: RunContext):
         super().__init__(ctx)
-        from mapper.croptype.checkpoint import checkpoint_taxonomy, load_croptype
+        from mapper.croptype.kinds import load_model
         from mapper.models.registry import resolve_checkpoint
 
         cfg = ctx.config["croptype"]
         self.cfg = cfg
         self.zoom = ctx.config["zoom"]
-        self.ckpt = load_croptype(resolve_checkpoint(cfg["model"]))
-        import torch
-
-        device = cfg.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")  # a GPU when there is one
-        self.ckpt.model.to(device)
-        self.taxonomy = checkpoint_taxonomy(self.ckpt)
-        self.bands = tuple(self.ckpt.meta["input"]["bands"])
-        self.steps = np.asarray(self.ckpt.meta["input"]["steps"])
+        self.model = load_model(resolve_checkpoint(cfg["model"]))  # any kind: CropNet, the forest, …
+        self.model.to(cfg.get("device"))
+        self.taxonomy = self.model.taxonomy
+        self.bands = tuple(self.model.bands)
+        self.steps = np.asarray(self.model.steps)
         self.s2 = S2Provider(cfg["s2"], ctx.config["world"]["seed"])
         self.units = unit_frames(ctx.units)
         self.truth = cfg["s2"]["kind"] == "world"  # the world knows what grows where
@@ -101,7 +100,7 @@ class CropTypeWorker(Worker):
     def one(self, item: dict) -> dict:
         from mapper.croptype.composite import composite_bands
         from mapper.grid.blocks import Block
-        from mapper.run.polygons import read_block_polygons
+        from mapper.maps.polygons import read_block_polygons
 
         t = {"start": time.perf_counter()}
         block = Block.parse(item["block_id"])
@@ -145,20 +144,18 @@ class CropTypeWorker(Worker):
         return out
 
     def _classify(self, series: np.ndarray) -> dict:
-        from mapper.croptype.predict import predict_croptype
-
         n = len(series)
         ok = np.isfinite(series).all(axis=(1, 2))
         out = {"code": np.zeros(n, np.int64), "levels": np.full((n, 4), -1, np.int64), "prob": np.zeros(n)}
         if ok.any():
-            pred = predict_croptype(self.ckpt, series[ok], batch_size=self.cfg["batch_parcels"])
+            pred = self.model.predict(series[ok], batch_size=self.cfg["batch_parcels"])
             out["code"][ok] = pred["code"]
             out["levels"][ok] = pred["levels"]
             out["prob"][ok] = pred["leaf_prob"]
         return out
 
     def _areas(self, codes2m, cropland, window, block) -> dict:
-        from mapper.run.areas import unit_labels
+        from mapper.maps.areas import unit_labels
 
         out = {}
         for kind in ("region", "provinces", "prefectures"):
@@ -185,7 +182,7 @@ class CropTypeWorker(Worker):
 
 def area_by_unit_and_code(codes: np.ndarray, mask: np.ndarray, window, labels: np.ndarray, n_units: int) -> np.ndarray:
     """(n_units, 256) true ground m² of the masked pixels per unit (labels 1..n; 0 = none) and code."""
-    from mapper.imagery.area import row_pixel_areas
+    from mapper.grid.area import row_pixel_areas
 
     rows = np.broadcast_to(row_pixel_areas(window)[:, None], mask.shape)
     idx = labels[mask].astype(np.int64) * 256 + codes[mask]
@@ -205,7 +202,7 @@ def _read_final(path: Path) -> np.ndarray:
 
 
 def _write_parcels(gdf, path: Path) -> None:
-    from mapper.run.polygons import write_block_polygons
+    from mapper.maps.polygons import write_block_polygons
 
     write_block_polygons(gdf, path)
 
@@ -304,8 +301,8 @@ def codes_on_block_grid(crop10, comp, window, final, polygons, parcels, crops) -
     its centre falls in, else (no field there: a sliver of a polygon) the polygon's main crop."""
     from pyproj import Transformer
 
-    from mapper.imagery.tilegrid import global_pixel_to_lonlat
-    from mapper.run.areas import unit_labels
+    from mapper.grid.tilegrid import global_pixel_to_lonlat
+    from mapper.maps.areas import unit_labels
 
     out = np.zeros(window.shape, np.uint8)
     crop = final == 1
@@ -314,7 +311,7 @@ def codes_on_block_grid(crop10, comp, window, final, polygons, parcels, crops) -
     rows, cols = np.nonzero(crop)
     lon, lat = global_pixel_to_lonlat(window.col0 + cols + 0.5, window.row0 + rows + 0.5, window.zoom)
     x, y = Transformer.from_crs(4326, comp.crs, always_xy=True).transform(lon, lat)
-    c10, r10 = ~comp.transform * (x, y)
+    c10, r10 = ~comp.transform @ (x, y)  # `*` is deprecated in affine 3
     r10, c10 = np.floor(r10).astype(np.int64), np.floor(c10).astype(np.int64)
     h, w = crop10.shape
     ok = (r10 >= 0) & (r10 < h) & (c10 >= 0) & (c10 < w)
@@ -386,7 +383,7 @@ def field_polygons(parcels: BlockFields, crops: dict, polygons, comp, taxonomy):
     import shapely
     from rasterio.features import shapes
 
-    from mapper.run.polygons import equal_area_m2
+    from mapper.grid.area import equal_area_m2
 
     columns = CROP_COLUMNS
     if not len(parcels.series):
@@ -423,3 +420,22 @@ def field_polygons(parcels: BlockFields, crops: dict, polygons, comp, taxonomy):
         crs="EPSG:4326",
     )
     return out[~out.geometry.is_empty & (out["area_m2"] > 0)].reset_index(drop=True)
+
+
+def _enabled(config: dict) -> bool:
+    return bool(config.get("croptype", {}).get("enabled"))
+
+
+def _outputs(store, ctx: RunContext, units: dict) -> dict:
+    from mapper.croptype.outputs import write_croptype_outputs
+
+    return write_croptype_outputs(store, ctx, units)
+
+
+# The stage, registered with the run through the "mapper.stages" entry point (pyproject.toml): per block after
+# its final mask, when croptype.enabled. Its Ray pool: a CPU share like the light stages, so it fits beside
+# segmentation on any machine (it would otherwise wait for CPUs that the segmentation actors hold for the whole
+# run), not set aside from segmentation's CPUs; with GPUs a whole CPU and a GPU share (the model is small). Its
+# torch threads stay at one beside segmentation (threads thrash otherwise).
+STAGE = StageSpec("croptype", CropTypeWorker, after=("final",), item=decision_item, enabled=_enabled,
+                  pool=Pool(cpus=0.1, gpus=0.25, cpus_with_gpus=1.0, set_aside=False), outputs=_outputs)  # fmt: skip

@@ -14,12 +14,13 @@ import copy
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
+from mapper.config.models import StrictModel
 from mapper.croptype.augment import SeriesAugment, augment_batch
 from mapper.croptype.checkpoint import load_croptype, save_croptype_checkpoint
 from mapper.croptype.decode import decode
@@ -41,22 +42,23 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 
-@dataclass
-class CropTrainConfig:
-    width: int = 128  # CropNet's; 32 trains on a CPU in minutes
-    dropout: float = 0.2
-    lr: float = 1e-4  # CropNet's Adam rate; CPU recipes with few epochs use 1e-3
-    epochs: int = 100
-    batch_size: int = 64
-    patience: int = 10  # epochs without a better validation loss before stopping
+class CropTrainConfig(StrictModel):
+    """Hyper-parameters of `mapper croptype train` (its options, through mapper.config.loader.load_settings)."""
+
+    width: int = Field(128, ge=1)  # CropNet's; 32 trains on a CPU in minutes
+    dropout: float = Field(0.2, ge=0, lt=1)
+    lr: float = Field(1e-4, gt=0)  # CropNet's Adam rate; CPU recipes with few epochs use 1e-3
+    epochs: int = Field(100, ge=1)
+    batch_size: int = Field(64, ge=1)
+    patience: int = Field(10, ge=1)  # epochs without a better validation loss before stopping
     augment: bool = True
-    shift_days: float = 50.0
-    scale: float = 0.2
-    warp_sigma: float = 0.1
+    shift_days: float = Field(50.0, ge=0)
+    scale: float = Field(0.2, ge=0)
+    warp_sigma: float = Field(0.1, ge=0)
     seed: int = 0
     device: str = "auto"  # "auto": cuda when available, else cpu
     prior: bool = False  # feed last year's leaf to the heads
-    prior_drop: float = 0.2  # share of training priors hidden (−1), so the model also works without one
+    prior_drop: float = Field(0.2, ge=0, le=1)  # share of training priors hidden (−1): the model works without one
 
     def augmentation(self) -> SeriesAugment:
         return SeriesAugment(self.shift_days, self.scale, self.warp_sigma)
@@ -223,7 +225,7 @@ def train_cropnet(
     model.eval()
     history.update(
         normalisation=norm,
-        config=asdict(cfg),
+        config=cfg.model_dump(),
         device=str(device),
         seconds=round(time.monotonic() - start, 2),
         n_train=len(x),

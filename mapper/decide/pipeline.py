@@ -112,7 +112,7 @@ def integrated_iou(blocks: Mapping[str, str], label_root: Path | str, prediction
     """Pooled area-weighted IoU over `blocks` {block_id: integration choice} of Only A, Only B, the chosen
     final masks, and the per-block best choice (see the module docstring)."""
     from mapper.decide.truth import candidate_masks, choose, integration_errors
-    from mapper.imagery.area import row_pixel_areas
+    from mapper.grid.area import row_pixel_areas
     from mapper.labels.store import read_labelled_block
     from mapper.seg.predict import read_prediction
 

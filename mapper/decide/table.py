@@ -63,7 +63,7 @@ from mapper.decide.truth import (
 )
 from mapper.features.regionprops import block_properties_for_window, mask_iou
 from mapper.features.terrain import TERRAIN_FEATURES
-from mapper.imagery.area import row_pixel_areas
+from mapper.grid.area import row_pixel_areas
 from mapper.imagery.mosaic import mosaic_arrays
 from mapper.iqa.features import quality_features
 from mapper.labels.store import LabelledBlock, block_dirs, image_file, is_complete, read_labelled_block

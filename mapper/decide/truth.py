@@ -8,7 +8,7 @@
 
 Inputs are (H, W) uint8 arrays on one block grid. `pred`: 1 cropland, 0 not, 255 no imagery (the
 segmentation output). `truth`: 1 cropland, 0 not, 255 ignored (the label mask). `row_areas`: (H,) ground
-area in m² of one pixel in each row (`mapper.imagery.area.row_pixel_areas(window)`, as the region
+area in m² of one pixel in each row (`mapper.grid.area.row_pixel_areas(window)`, as the region
 properties use), so every share below is a share of true ground area.
 
 **Semantic correctness of one block × source.** Over the pixels that are both imaged (pred ≠ 255) and
@@ -95,7 +95,7 @@ def _check_areas(row_areas, n_rows: int) -> np.ndarray:
     if areas.shape != (n_rows,):
         raise ValueError(
             f"row_areas has shape {areas.shape} but the masks have {n_rows} rows; pass one m² per row, "
-            "mapper.imagery.area.row_pixel_areas(block.window())"
+            "mapper.grid.area.row_pixel_areas(block.window())"
         )
     return areas
 

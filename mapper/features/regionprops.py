@@ -15,7 +15,7 @@ background is 4-connected. `component_table(m).area / convex_area / euler` equal
 Definitions (keys of `block_properties`):
 
 - **cropland_m2** — true ground area of the cropland pixels: Σ over rows of (cropland pixels in the row) ×
-  (the row's pixel area, `mapper.imagery.area.row_pixel_areas`). **valid_m2** likewise for valid pixels.
+  (the row's pixel area, `mapper.grid.area.row_pixel_areas`). **valid_m2** likewise for valid pixels.
 - **area_fraction** — cropland_m2 / valid_m2 (ground areas, so rows of different latitude weigh what they
   cover); NaN when no pixel is valid.
 - **n_components** — number of 8-connected cropland components.
@@ -60,8 +60,8 @@ import cv2
 import numpy as np
 from numba import njit
 
-from mapper.imagery.area import row_pixel_areas
-from mapper.imagery.tilegrid import PixelWindow
+from mapper.grid.area import row_pixel_areas
+from mapper.grid.tilegrid import PixelWindow
 
 PROPERTY_NAMES = (
     "cropland_m2",
@@ -119,7 +119,7 @@ def _check_row_areas(areas, n_rows: int) -> np.ndarray:
     if a.shape != (n_rows,):
         raise ValueError(
             f"pixel_area_m2_per_row has shape {a.shape} but the mask has {n_rows} rows; pass one area per row, "
-            "e.g. mapper.imagery.area.row_pixel_areas(window) of the mask's own window"
+            "e.g. mapper.grid.area.row_pixel_areas(window) of the mask's own window"
         )
     if not (np.isfinite(a).all() and (a > 0).all()):
         raise ValueError("pixel_area_m2_per_row must be finite and positive (m² of one pixel in each row)")

@@ -13,7 +13,7 @@ from functools import cached_property
 
 import numpy as np
 
-from mapper.imagery.tilegrid import PixelWindow, window_for_lonlat_bounds
+from mapper.grid.tilegrid import PixelWindow, window_for_lonlat_bounds
 
 BLOCK_DEG = 0.05
 CELLS_PER_DEGREE = 20  # 1 / BLOCK_DEG, kept integer so block edges are exact rationals

@@ -10,7 +10,7 @@ import numpy as np
 import shapely
 
 from mapper.grid.admin import Province, prefectures_frame
-from mapper.grid.blocks import CELLS_PER_DEGREE, Block
+from mapper.grid.blocks import CELLS_PER_DEGREE
 
 
 def _candidate_indices(west: float, south: float, east: float, north: float,
@@ -87,10 +87,6 @@ def _touched_units(boxes, units: gpd.GeoDataFrame) -> list[str]:
         if a > 0:
             touched[b].append((a, codes[u]))
     return [";".join(code for _, code in sorted(t, reverse=True)) for t in touched]
-
-
-def block_from_row(row) -> Block:
-    return Block(int(row.ix), int(row.iy))
 
 
 def country_blocks(provinces) -> gpd.GeoDataFrame:

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from mapper.imagery.decode import body_to_result, encode_png
 from mapper.imagery.mbtiles import MBTilesCache
-from mapper.imagery.sources import TileKey, TileResult
+from mapper.imagery.tiles import TileKey, TileResult
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ import hashlib
 import cv2
 import numpy as np
 
+from mapper.grid.tilegrid import TILE_SIZE
 from mapper.imagery.png_decode import PNG_SIGNATURE, PNGDamaged, decode_png_rgb8, png_chunks
-from mapper.imagery.sources import TileResult
-from mapper.imagery.tilegrid import TILE_SIZE
+from mapper.imagery.tiles import TileResult
 
 JPEG_START = b"\xff\xd8"
 JPEG_END = b"\xff\xd9"

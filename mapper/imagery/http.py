@@ -28,9 +28,10 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from mapper.config.models import ConfigError, GoogleTilesConfig, HttpSourceConfig, XYZSourceConfig
+from mapper.config.models import ConfigError
 from mapper.imagery.decode import body_to_result
-from mapper.imagery.sources import TileKey, TileResult
+from mapper.imagery.http_config import GoogleTilesConfig, HttpSourceConfig, XYZSourceConfig
+from mapper.imagery.tiles import TileKey, TileResult
 from mapper.secrets import install_log_redaction, redact, register_secret
 
 log = logging.getLogger(__name__)
@@ -319,10 +320,6 @@ class HttpTileSource:
                 return False
             self._quota_used += 1
             return True
-
-    @property
-    def quota_used(self) -> int:
-        return self._quota_used
 
     # -- fetching
     def get_tiles(self, keys: Iterable[TileKey]) -> dict[TileKey, TileResult]:

@@ -31,7 +31,7 @@ from mapper.imagery.decode import (
     decode_tile,
     sniff_format,
 )
-from mapper.imagery.sources import TileKey
+from mapper.imagery.tiles import TileKey
 
 log = logging.getLogger(__name__)
 

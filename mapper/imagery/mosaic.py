@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from mapper.grid.blocks import Block
-from mapper.imagery.sources import TileKey, TileSource
+from mapper.grid.tilegrid import TILE_SIZE, PixelWindow
 from mapper.imagery.tiff_check import check_complete_geotiff
-from mapper.imagery.tilegrid import TILE_SIZE, PixelWindow
+from mapper.imagery.tiles import TileKey, TileSource
 from mapper.store.atomic import atomic_path
 
 CRS = "EPSG:3857"
@@ -310,7 +310,7 @@ def read_mosaic(path: Path | str) -> BlockMosaic:
     """Read a mosaic written by write_mosaic back, with its grid recovered from the transform."""
     import rasterio
 
-    from mapper.imagery.tilegrid import ORIGIN_SHIFT, pixel_size
+    from mapper.grid.tilegrid import ORIGIN_SHIFT, pixel_size
 
     with rasterio.open(path) as src:
         zoom = int(src.tags().get("MAPPER_ZOOM", 16))

@@ -21,7 +21,7 @@ import zlib
 import numpy as np
 from numba import int32, int64, njit, uint64
 
-from mapper.imagery.tilegrid import TILE_SIZE
+from mapper.grid.tilegrid import TILE_SIZE
 
 try:  # libdeflate: whole-buffer inflate into a buffer of the known size; checks the Adler-32 like zlib
     from deflate import DeflateError as _DeflateError

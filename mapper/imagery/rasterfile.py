@@ -9,14 +9,32 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
-from mapper.config.models import ConfigError, RasterFileSourceConfig
-from mapper.imagery.sources import TileKey, TileResult
-from mapper.imagery.tilegrid import TILE_SIZE, PixelWindow
+from mapper.config.models import ConfigError, SourceConfig, register_source
+from mapper.grid.tilegrid import TILE_SIZE, PixelWindow
+from mapper.imagery.tiles import TileKey, TileResult
 
 CRS = "EPSG:3857"
+
+
+@register_source
+class RasterFileSourceConfig(SourceConfig):
+    """GeoTIFFs (any CRS) warped onto the z-level Web Mercator grid."""
+
+    kind: Literal["raster"] = "raster"
+    paths: list[Path]
+    bands: list[int] = Field(default_factory=lambda: [1, 2, 3])
+    resampling: Literal["nearest", "bilinear", "cubic", "lanczos"] = "bilinear"
+    rescale: tuple[float, float] | None = Field(
+        None, description="Map this input value range linearly to 0-255 (for non-8-bit rasters)."
+    )
+
+    def open(self, name: str, config) -> RasterFileSource:
+        return RasterFileSource(name, self)
 
 
 class RasterFileSource:

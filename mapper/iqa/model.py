@@ -85,7 +85,7 @@ def build_model(arch: dict):
     """ResNetForImageClassification from an arch dict (configs/models.yaml / checkpoint.json form)."""
     from transformers import ResNetConfig, ResNetForImageClassification
 
-    from mapper.models.registry import full_iqa_arch
+    from mapper.models.archs import full_iqa_arch
 
     a = full_iqa_arch(arch)
     a.pop("model_type")

@@ -30,13 +30,13 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import Field
 
+from mapper.config.loader import load_settings
 from mapper.config.models import StrictModel
 from mapper.iqa.model import CHANNELS, CoverageClassifier, build_model, make_view, normalise, views_to_float
 from mapper.models.training import (
     TRAIN_STATE,
     AugmentConfig,
     check_resumable,
-    load_settings,
     lr_factor,
     optimizer_tensors,
     restore_optimizer,
@@ -71,7 +71,8 @@ class IQATrainConfig(StrictModel):
 
 
 def load_train_config(path: Path | str | None = None, **overrides) -> IQATrainConfig:
-    """IQATrainConfig from a YAML file (unknown keys are errors), with non-None overrides applied."""
+    """IQATrainConfig from a YAML file, with non-None overrides applied; a ConfigError names an unknown or
+    invalid key."""
     return load_settings(IQATrainConfig, path, **overrides)
 
 

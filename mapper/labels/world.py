@@ -47,12 +47,11 @@ def parse_world_sources(spec: str | Sequence[str], config=None) -> dict[str, str
             out[name] = rendering
         else:
             from mapper.config import load_config
-            from mapper.config.models import WorldSourceConfig
 
             config = config or load_config()
             for name in config.resolve_sources(item):  # ConfigError lists the known ones
                 sc = config.sources[name]
-                if not isinstance(sc, WorldSourceConfig):
+                if not sc.simulated:
                     raise LabelError(f"source {name!r} is not the simulated world; world labels need world imagery")
                 out[name] = sc.rendering
     return out
@@ -184,7 +183,7 @@ def block_estimates(seed: int, blocks: Sequence[Block], points_per_side: int = 6
     points (no rendering) and the expected coverage type of each rendering. A DataFrame, one row per block."""
     import pandas as pd
 
-    from mapper.imagery.tilegrid import lonlat_to_global_pixel
+    from mapper.grid.tilegrid import lonlat_to_global_pixel
     from mapper.world.world import get_world
 
     world = get_world(seed)

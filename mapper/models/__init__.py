@@ -3,7 +3,10 @@
 `checkpoint`: a checkpoint is a directory of safetensors weights + checkpoint.json (arch, classes,
 normalisation, input, training, sha256); saved atomically, verified on load, never unpickled.
 `registry`: named architectures from configs/models.yaml, and the checkpoints packaged under
-mapper/data/models/ (e.g. `iqa-default`).
+mapper/data/models/ (e.g. `iqa-default`); `archs`: the schema of each kind's arch.
+
+This package sits below iqa/, seg/ and croptype/ (they import it; it imports none of them: a checkpoint's
+builder is looked up by name when it loads).
 
 Importing this package does not import torch.
 """

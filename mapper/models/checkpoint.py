@@ -26,6 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mapper.store.json_file import read_json
+
 if TYPE_CHECKING:
     import torch
 
@@ -141,16 +143,8 @@ def read_checkpoint_meta(directory: Path | str) -> dict:
             f"checkpoint {directory} is incomplete: missing {', '.join(missing)}; re-train or re-copy the whole "
             "directory"
         )
-    try:
-        meta = json.loads((directory / META_FILE).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{directory / META_FILE} is not valid JSON ({e}); re-train or re-copy") from e
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
-        raise CheckpointError(f"{directory / META_FILE} has format {got!r}, not {FORMAT!r}; not a mapper checkpoint")
-    lacking = [k for k in (*REQUIRED_META, "sha256") if k not in meta]
-    if lacking:
-        raise CheckpointError(f"{directory / META_FILE} lacks {', '.join(lacking)}; re-train or re-copy")
+    meta = read_json(directory / META_FILE, FORMAT, "a mapper checkpoint", "re-train or re-copy", CheckpointError,
+                     required=(*REQUIRED_META, "sha256"))  # fmt: skip
     missing = [name for name in meta.get("extra_files", {}) if not (directory / name).is_file()]
     if missing:
         raise CheckpointError(

@@ -5,7 +5,7 @@ or resume at its output directory."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 
@@ -14,7 +14,6 @@ from mapper.config.models import StrictModel
 if TYPE_CHECKING:
     from mapper.models.registry import ModelSpec
 
-T = TypeVar("T")
 TRAIN_STATE = "train_state"  # the extra tensor file of an unfinished run: the optimizer state
 
 
@@ -26,20 +25,6 @@ class AugmentConfig(StrictModel):
     brightness: float = Field(0.05, ge=0, le=0.5)  # × U(1 ± b), all colour channels
     channel_gain: float = Field(0.03, ge=0, le=0.5)  # × U(1 ± g) per channel
     contrast: float = Field(0.05, ge=0, le=0.5)  # around the image's mean colour
-
-
-def load_settings(model: type[T], path: Path | str | None = None, **overrides) -> T:
-    """Training settings of pydantic class `model` from a YAML file (unknown keys are errors), with the
-    non-None `overrides` (command-line options) applied over it."""
-    import yaml
-
-    data: dict[str, Any] = {}
-    if path is not None:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path} must hold a mapping of training settings")
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    return model.model_validate(data)
 
 
 def lr_factor(step: int, total: int, warmup: int, power: float) -> float:

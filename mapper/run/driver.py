@@ -13,9 +13,11 @@ import logging
 import sqlite3
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from mapper.run.stages import BLOCK_STAGES, CROP_STAGE, SOURCE_STAGES, STAGES
+from mapper.run.stage import StageSpec
+from mapper.run.stages import CROPLAND_STAGES, STAGES
 from mapper.store.run_store import BLOCK_LEVEL, RunStore
 from mapper.store.space import DiskFullError, is_disk_full, reason
 
@@ -32,51 +34,55 @@ class BlockState:
     failed: bool = False
 
 
-def ready_tasks(state: BlockState, sources, block_stages=BLOCK_STAGES) -> list[Key]:
-    """The block's tasks whose inputs are done and that are neither done nor scheduled."""
-    want: list[Key] = []
-    for s in sources:
-        if (s, "fetch") not in state.done:
-            want.append((s, "fetch"))
-        else:
-            want += [(s, "iqa"), (s, "segment")]
-    if all((s, st) in state.done for s in sources for st in SOURCE_STAGES):
-        previous = None
-        for stage in block_stages:
-            if previous is None or (BLOCK_LEVEL, previous) in state.done:
-                want.append((BLOCK_LEVEL, stage))
-            if (BLOCK_LEVEL, stage) not in state.done:
-                break
-            previous = stage
+def ready_tasks(state: BlockState, sources, stages: Sequence[StageSpec] = CROPLAND_STAGES) -> list[Key]:
+    """The block's tasks whose inputs are done and that are neither done nor scheduled: per-source tasks source
+    by source, then the block-level ones."""
+    per_source = {st.name for st in stages if st.per_source}
+    want = [(s, st.name) for s in sources for st in stages
+            if st.per_source and _inputs_done(state, st.after, per_source, (s,))]  # fmt: skip
+    want += [(BLOCK_LEVEL, st.name) for st in stages
+             if not st.per_source and _inputs_done(state, st.after, per_source, sources)]  # fmt: skip
     return [k for k in want if k not in state.done and k not in state.scheduled]
+
+
+def _inputs_done(state: BlockState, after: Sequence[str], per_source: set[str], sources) -> bool:
+    """Whether the stages in `after` are done: a per-source one for each of `sources` (the task's own source, or
+    every source for a block-level task), a block-level one for the block."""
+    keys = [(s, name) for name in after for s in (sources if name in per_source else (BLOCK_LEVEL,))]
+    return all(k in state.done for k in keys)
 
 
 def is_complete(state: BlockState, last_stage: str = STAGES[-1]) -> bool:
     return (BLOCK_LEVEL, last_stage) in state.done
 
 
-def stage_item(state: BlockState, key: Key, sources) -> dict:
+def stage_item(state: BlockState, key: Key, spec: StageSpec, sources) -> dict:
     """The small item a worker gets: ids, plus the earlier results the stage needs."""
-    source, stage = key
+    source, _ = key
     item = {"block_id": state.block_id}
-    if stage in SOURCE_STAGES:
+    if spec.per_source:
         item["source"] = source
-    elif stage == "features":
-        item["iqa"] = {s: state.done[(s, "iqa")]["probs"] for s in sources}
-    elif stage == "decide":
-        item["features"] = state.done[(BLOCK_LEVEL, "features")]["features"]
-    elif stage in ("final", CROP_STAGE):
-        item["decision"] = state.done[(BLOCK_LEVEL, "decide")]["decision"]
+    item.update(spec.item(state.done, sources))
     return item
+
+
+def batch_sizes(stages: Sequence[StageSpec], run_cfg=None) -> dict[str, int]:
+    """Items per batch of each stage, as it asks for them from the run config's `run` section (default: the
+    defaults)."""
+    if run_cfg is None:
+        from mapper.config.models import RunConfig
+
+        run_cfg = RunConfig()
+    return {s.name: s.batch(run_cfg) for s in stages}
 
 
 @dataclass
 class DriverSettings:
     max_attempts: int = 3
     blocks_in_flight: int = 16
-    batch: dict = field(default_factory=lambda: {"iqa": 8, "segment": 2, "decide": 16})
+    batch: dict | None = None  # items per batch by stage (None: each stage's own, from the default run config)
     poll_s: float = 0.5
-    stages: tuple[str, ...] = STAGES  # stages.active_stages(config): the cropland stages, crop types optional
+    stages: tuple[StageSpec, ...] = CROPLAND_STAGES  # registry.active_stages(config): in run order
 
 
 class Driver:
@@ -86,10 +92,11 @@ class Driver:
         self.executor = executor
         self.sources = tuple(sources)
         self.settings = settings
+        self.batch = settings.batch if settings.batch is not None else batch_sizes(settings.stages)
         self.progress = progress
         self.active: dict[str, BlockState] = {}
-        self.stages = tuple(settings.stages)
-        self.block_stages = tuple(s for s in self.stages if s not in SOURCE_STAGES)
+        self.specs = {s.name: s for s in settings.stages}
+        self.stages = tuple(self.specs)
         self.queues: dict[str, deque[tuple[str, Key]]] = {s: deque() for s in self.stages}
         self.in_flight: dict[object, tuple[str, list[tuple[str, Key]], float]] = {}
         self.finished = 0
@@ -154,20 +161,20 @@ class Driver:
             self._enqueue(state)
 
     def _enqueue(self, state: BlockState) -> None:
-        for key in ready_tasks(state, self.sources, self.block_stages):
+        for key in ready_tasks(state, self.sources, self.settings.stages):
             state.scheduled.add(key)
             self.queues[key[1]].append((state.block_id, key))
 
     def _dispatch(self) -> None:
         for stage in reversed(self.stages):  # downstream first: finished blocks free their slots
             queue = self.queues[stage]
-            size = self.settings.batch.get(stage, 1)
+            size = self.batch.get(stage, 1)
             while queue and self.executor.capacity(stage) > 0:
                 batch = [queue.popleft() for _ in range(min(size, len(queue)))]
                 batch = [(b, key) for b, key in batch if not self._drop_if_failed(b, key)]
                 if not batch:
                     continue
-                items = [stage_item(self.active[b], key, self.sources) for b, key in batch]
+                items = [stage_item(self.active[b], key, self.specs[stage], self.sources) for b, key in batch]
                 ticket = self.executor.submit(stage, items)
                 self.in_flight[ticket] = (stage, batch, time.perf_counter())
 

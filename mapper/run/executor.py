@@ -5,8 +5,8 @@
     wait(timeout) -> [(ticket, results | exception)]   finished batches
     close()
 
-Both call the same worker classes (mapper.run.stages.WORKERS), so a run gives the same outputs in-process
-and on Ray.
+Both build each stage's worker from its registered spec (mapper.run.registry), so a run gives the same outputs
+in-process and on Ray.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping
 
-from mapper.run.stages import WORKERS, NoopWorker, RunContext
+from mapper.run.registry import all_stages
+from mapper.run.stage import NoopWorker, RunContext
 
 
 class ExecutorError(RuntimeError):
@@ -46,7 +47,8 @@ class InProcessExecutor:
 
     def __init__(self, ctx: RunContext, dry_run: bool = False, workers: Mapping[str, type] | None = None):
         self.ctx = ctx
-        self.classes = dict(workers or ({s: NoopWorker for s in WORKERS} if dry_run else WORKERS))
+        self.classes = {s.name: NoopWorker if dry_run else s.worker for s in all_stages()}
+        self.classes.update(workers or {})  # tests replace a stage's worker
         self.workers: dict = {}
         self.done: list = []
         self.tickets = itertools.count()

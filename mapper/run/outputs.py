@@ -22,7 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mapper.run.stages import CROP_STAGE, RunContext, active_stages, unit_frames
+from mapper.grid.area import geodesic_area_m2
+from mapper.maps.units import unit_frames
+from mapper.run.registry import active_stages
+from mapper.run.stage import RunContext
 from mapper.store.atomic import atomic_write_text
 from mapper.store.geoparquet import write_geoparquet
 from mapper.store.run_store import BLOCK_LEVEL, RunStore
@@ -34,8 +37,8 @@ HA = 1e4
 def write_outputs(store: RunStore, ctx: RunContext, region, summary: dict) -> dict:
     import rasterio
 
-    from mapper.run.block_maps import area_fraction_png
-    from mapper.run.gallery import block_gallery_png
+    from mapper.maps.block_maps import area_fraction_png
+    from mapper.maps.gallery import block_gallery_png
 
     root = store.layout.root
     units = unit_frames(ctx.units)
@@ -53,10 +56,9 @@ def write_outputs(store: RunStore, ctx: RunContext, region, summary: dict) -> di
         gallery = block_gallery_png(table, root, root / "report" / "blocks.png", max_blocks=12, sources=ctx.sources,
                                     imagery="decision", region_geometry=region.geometry)  # fmt: skip
         outputs["block_gallery"] = str(gallery)
-    if CROP_STAGE in active_stages(ctx.config) and done:
-        from mapper.croptype.outputs import write_croptype_outputs
-
-        outputs["croptype"] = write_croptype_outputs(store, ctx, units)
+    for stage in active_stages(ctx.config):  # the outputs of stages other packages add (crop types)
+        if stage.outputs is not None and done:
+            outputs[stage.name] = stage.outputs(store, ctx, units)
     provinces = province_areas(store, ctx, region, table)
     _write_csv(provinces, root / "area.csv")
     _write_csv(prefecture_areas(store, units), root / "area_prefectures.csv")
@@ -77,8 +79,8 @@ def write_outputs(store: RunStore, ctx: RunContext, region, summary: dict) -> di
 
 def _map_outputs(store: RunStore, root: Path, done: list[str], units: dict) -> dict:
     """The map VRT over the done blocks' COGs, its preview, and the polygons per prefecture."""
-    from mapper.run.maps import build_map_vrt, map_preview_png
-    from mapper.run.polygons import write_unit_geopackages
+    from mapper.maps.final_map import build_map_vrt, map_preview_png
+    from mapper.maps.polygons import write_unit_geopackages
 
     # No VRT-level overviews: GDAL builds them by reading the whole extent at full resolution (minutes for a
     # sparse sample spread over a province); zoomed-out reads of the VRT use each block COG's own overviews.
@@ -141,17 +143,11 @@ def _sum_units(store: RunStore, key: str) -> dict[str, np.ndarray]:
     return totals
 
 
-def geodesic_area_m2(geometry) -> float:
-    from pyproj import Geod
-
-    return abs(Geod(ellps="WGS84").geometry_area_perimeter(geometry)[0])
-
-
 def province_areas(store: RunStore, ctx: RunContext, region, table):
     """Per province of the region: mapped (or estimated) cropland, the statistic, PCS."""
     import pandas as pd
 
-    from mapper.run.statistics import pcs, within_criterion
+    from mapper.maps.statistics import pcs, within_criterion
 
     totals = _sum_units(store, "provinces")
     rows = []
@@ -192,14 +188,13 @@ def prefecture_areas(store: RunStore, units: dict):
 
 
 def _statistic(ctx: RunContext, province):
-    """The statistic of mapper.run.statistics.reference_statistic: the config's table, else the simulated
+    """The statistic of mapper.maps.statistics.reference_statistic: the config's table, else the simulated
     world's own for world sources, else the official one."""
-    from mapper.config.models import WorldSourceConfig
-    from mapper.run.statistics import read_user_statistics, reference_statistic, world_statistic
+    from mapper.maps.statistics import read_user_statistics, reference_statistic, world_statistic
 
     config = ctx.mapper_config()
     tables = [read_user_statistics(config.run.statistics)] if config.run.statistics is not None else []
-    world = all(isinstance(config.sources[s], WorldSourceConfig) for s in ctx.sources)
+    world = config.simulated(ctx.sources)
     statistic, kind = reference_statistic(province, tables, world=world)
     return world_statistic(config.world.seed, province) if kind == "world" else statistic
 

@@ -24,10 +24,6 @@ class Region:
     provinces: tuple  # Province objects whose cropland is reported
     spec: dict  # JSON form, saved in run.json
 
-    @property
-    def slug(self) -> str:
-        return "".join(c if c.isalnum() else "-" for c in self.name.lower()).strip("-")
-
 
 def resolve_region(province: str | None = None, country: str | None = None, bbox=None) -> Region:
     """The region of exactly one of --province, --country or --bbox."""

@@ -16,7 +16,8 @@ SETTING = {"iqa": "run.models.iqa", "segmentation": "run.models.segmentation", "
 
 def check_sources(config, source: str) -> tuple[str, str]:
     """The run's two sources, with their tokens present; fails before any work, naming the problem."""
-    from mapper.config.models import ConfigError, GoogleTilesConfig, XYZSourceConfig
+    from mapper.config.models import ConfigError
+    from mapper.imagery.http_config import HttpSourceConfig
 
     names = config.resolve_sources(source)
     if len(names) != 2:
@@ -26,7 +27,7 @@ def check_sources(config, source: str) -> tuple[str, str]:
         )
     for name in names:
         sc = config.sources[name]
-        if isinstance(sc, XYZSourceConfig | GoogleTilesConfig):
+        if isinstance(sc, HttpSourceConfig):
             sc.token()  # MissingTokenError names the variable
     return names[0], names[1]
 

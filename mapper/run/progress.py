@@ -8,18 +8,19 @@ import logging
 import sys
 import time
 
-from mapper.run.stages import SOURCE_STAGES, STAGES
+from mapper.run.stage import StageSpec
+from mapper.run.stages import CROPLAND_STAGES
 
 log = logging.getLogger("mapper.run")
 
 
 class Progress:
     def __init__(self, blocks: int, n_sources: int, counts: dict[tuple[str, str], int], quiet: bool = False,
-                 log_every_s: float = 30.0, stages: tuple[str, ...] = STAGES):  # fmt: skip
+                 log_every_s: float = 30.0, stages: tuple[StageSpec, ...] = CROPLAND_STAGES):  # fmt: skip
         from tqdm import tqdm
 
-        self.stages = tuple(stages)
-        self.totals = {s: blocks * (n_sources if s in SOURCE_STAGES else 1) for s in self.stages}
+        self.stages = tuple(s.name for s in stages)
+        self.totals = {s.name: blocks * (n_sources if s.per_source else 1) for s in stages}
         self.done = {s: counts.get((s, "done"), 0) for s in self.stages}
         self.failed = {s: counts.get((s, "failed"), 0) for s in self.stages}
         self.retried = dict.fromkeys(self.stages, 0)

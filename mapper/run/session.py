@@ -10,10 +10,11 @@ from pathlib import Path
 
 from mapper.config.loader import resolved_config_yaml
 from mapper.imagery.fetch import spread_indices
-from mapper.run.driver import Driver, DriverSettings
+from mapper.run.driver import Driver, DriverSettings, batch_sizes
 from mapper.run.plan import Region, plan_blocks, region_units, run_identity
 from mapper.run.preflight import check_dem, check_models, check_sources
-from mapper.run.stages import RunContext, active_stages
+from mapper.run.registry import active_stages
+from mapper.run.stage import RunContext
 from mapper.store.atomic import atomic_write_text
 from mapper.store.run_lock import RunLock
 from mapper.store.run_store import RunLayout, RunStore, RunStoreError, check_writable
@@ -133,13 +134,13 @@ def _drive(req: RunRequest, store: RunStore, sources, executor_factory, lock: Ru
     log.info("run %s: %s, sources %s, %d blocks", layout.root, req.region.name, ",".join(sources), store.planned())
     ctx = RunContext(req.config.model_dump(mode="json"), str(layout.root), sources, region_units(req.region))
     cfg = req.config.run
+    stages = active_stages(ctx.config if not req.dry_run else {})  # a dry run: the cropland stages, trivially
     settings = DriverSettings(
         max_attempts=cfg.max_attempts,
         blocks_in_flight=cfg.blocks_in_flight if not req.dry_run else max(cfg.blocks_in_flight, 512),
-        batch={"iqa": cfg.iqa_batch_blocks, "segment": cfg.segment_batch_blocks, "decide": 16}
-        if not req.dry_run else dict.fromkeys(("fetch", "iqa", "segment", "features", "decide", "final"), 256),
-        stages=active_stages(ctx.config) if not req.dry_run else active_stages({}),
-    )  # fmt: skip
+        batch=batch_sizes(stages, cfg) if not req.dry_run else {s.name: 256 for s in stages},
+        stages=stages,
+    )
     progress = Progress(store.planned(), len(sources), store.stage_counts(), quiet=req.quiet, stages=settings.stages)
     t0 = time.perf_counter()
     executor = executor_factory(ctx)

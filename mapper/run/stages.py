@@ -11,120 +11,22 @@ same worker classes run in-process and inside Ray actors (mapper.pipelines), so 
 
 from __future__ import annotations
 
-import logging
-import math
 import time
-import traceback
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Sequence
 
 import numpy as np
 
-from mapper.store.run_store import RunLayout
-
-log = logging.getLogger(__name__)
-
-SOURCE_STAGES = ("fetch", "iqa", "segment")
-BLOCK_STAGES = ("features", "decide", "final")
-STAGES = (*SOURCE_STAGES, *BLOCK_STAGES)
-CROP_STAGE = "croptype"  # optional, after final: crop types of the block's fields (mapper.croptype.stage)
-
-
-def active_stages(config: dict) -> tuple[str, ...]:
-    """The stages a run walks its blocks through: the cropland stages, then crop types when enabled."""
-    return (*STAGES, CROP_STAGE) if config.get("croptype", {}).get("enabled") else STAGES
-
-
-@dataclass(frozen=True)
-class RunContext:
-    """What every worker needs to know about the run (picklable: it travels to Ray actors)."""
-
-    config: dict  # MapperConfig.model_dump(mode="json")
-    root: str
-    sources: tuple[str, str]
-    units: dict  # {"provinces": [pcode, ...], "prefectures": [pcode, ...], "region": WKT of the region}
-
-    @property
-    def layout(self) -> RunLayout:
-        return RunLayout(Path(self.root))
-
-    def mapper_config(self):
-        from mapper.config.models import MapperConfig
-
-        return MapperConfig.model_validate(self.config)
-
-
-def _error(e: BaseException) -> dict:
-    """An item's failure as recorded in the state database (type, message, where); a full disk is marked, so
-    the driver stops the run instead of counting it against the block."""
-    from mapper.store.space import is_disk_full, reason
-
-    where = traceback.extract_tb(e.__traceback__)[-1:] if e.__traceback__ else []
-    loc = f" ({Path(where[0].filename).name}:{where[0].lineno})" if where else ""
-    out = {"error": f"{type(e).__name__}: {e}{loc}"}
-    if is_disk_full(e):
-        out["disk_full"] = reason(e)
-    return out
-
-
-def _timed(fn, item) -> dict:
-    t0 = time.perf_counter()
-    try:
-        out = fn(item)
-    except Exception as e:  # recorded per item; the batch and the run go on
-        out = _error(e)
-        if "disk_full" not in out:  # a full disk is said once, by the driver
-            log.warning("%s %s failed: %s", type(fn).__name__, item.get("block_id"), e)
-    out["seconds"] = time.perf_counter() - t0
-    return out
-
-
-class Worker:
-    """Base: `__call__(items)` maps `one(item)` over a batch, catching per-item errors."""
-
-    def __init__(self, ctx: RunContext):
-        self.ctx = ctx
-        self.layout = ctx.layout
-
-    def __call__(self, items: Sequence[dict]) -> list[dict]:
-        return [_timed(self.one, item) for item in items]
-
-    def one(self, item: dict) -> dict:
-        raise NotImplementedError
-
-    def make_room(self, path: Path, need_bytes: int) -> None:
-        """Before writing `path` (about `need_bytes`): DiskFullError unless run.min_free_mb stays free."""
-        from mapper.store.space import ensure_free_space
-
-        keep = self.ctx.config.get("run", {}).get("min_free_mb", 0) * 1e6
-        ensure_free_space(path.parent, need_bytes, int(keep))
-
-    def mosaics(self, items: Sequence[dict], out: list) -> Iterator[tuple[int, object]]:
-        """(index, mosaic) of the items' block mosaics; an unreadable one fails its item only (in `out`)."""
-        from mapper.imagery.mosaic import read_mosaic
-
-        for i, item in enumerate(items):
-            try:
-                mosaic = read_mosaic(self.layout.mosaic(item["source"], item["block_id"]))
-            except Exception as e:
-                out[i] = _error(e)
-                continue
-            yield i, mosaic
-
-
-def set_torch_threads(n: int | None) -> None:
-    """torch's intra-op threads for this process's models (None: leave torch's default)."""
-    if n is not None:
-        import torch
-
-        torch.set_num_threads(n)
-
-
-def _per_item_seconds(out: list[dict], t0: float) -> list[dict]:
-    """A batch's results with its time shared evenly among its items."""
-    seconds = (time.perf_counter() - t0) / max(len(out), 1)
-    return [{**o, "seconds": seconds} for o in out]
+from mapper.run.stage import (
+    Pool,
+    RunContext,
+    StageSpec,
+    Worker,
+    error_result,
+    jsonable,
+    per_item_seconds,
+    set_torch_threads,
+)
+from mapper.store.run_store import BLOCK_LEVEL
 
 
 # ---------------------------------------------------------------------------------------------- fetch
@@ -179,7 +81,7 @@ class Assessor(Worker):
         pairs = list(self.mosaics(items, out))
         for (i, _), (name, probs) in zip(pairs, predict_coverage(self.model, [m for _, m in pairs]), strict=True):
             out[i] = {"coverage": name, "probs": dict(zip(self.model.classes, map(float, probs), strict=True))}
-        return _per_item_seconds(out, t0)
+        return per_item_seconds(out, t0)
 
 
 # ---------------------------------------------------------------------------------------------- segment
@@ -220,8 +122,8 @@ class SegmentWorker(Worker):
                     "uncertain_fraction": uncertain_fraction(result.probability, valid),
                 }
             except Exception as e:
-                out[i] = _error(e)
-        return _per_item_seconds(out, t0)
+                out[i] = error_result(e)
+        return per_item_seconds(out, t0)
 
 
 UNCERTAIN_BAND = (0.25, 0.75)  # cropland probabilities the model is unsure of (label-round selection)
@@ -259,19 +161,18 @@ class FeatureWorker(Worker):
             mosaic = read_mosaic(self.layout.mosaic(source, block.id))
             probs = item["iqa"][source]
             feats = image_features(mask, mosaic, probs, window, other)
-            row.update({f"{prefix}_{k}": _jsonable(feats[k]) for k in SOURCE_FEATURES})
-        row.update({k: _jsonable(v) for k, v in self.terrain(block).items()})
+            row.update({f"{prefix}_{k}": jsonable(feats[k]) for k in SOURCE_FEATURES})
+        row.update({k: jsonable(v) for k, v in self.terrain(block).items()})
         return {"features": row}
 
 
 def _terrain_function(config, sources: Sequence[str]):
     """Block -> TERRAIN record, as `run.dem` says ('auto': the world's DEM for world sources, else none)."""
-    from mapper.config.models import WorldSourceConfig
     from mapper.decide.table import missing_terrain, terrain_record
 
     dem = config.run.dem
     if dem == "auto":
-        dem = "world" if all(isinstance(config.sources[s], WorldSourceConfig) for s in sources) else "none"
+        dem = "world" if config.simulated(sources) else "none"
     if dem == "none":
         return lambda block: missing_terrain()
     if dem == "world":
@@ -284,14 +185,6 @@ def _terrain_function(config, sources: Sequence[str]):
 
     src = open_dem(dem)  # kept open for the worker's life
     return lambda block: terrain_record(block_terrain(src, block.bounds))
-
-
-def _jsonable(v):
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None  # JSON has no NaN; None reads back as a missing value
-    return v
 
 
 # ---------------------------------------------------------------------------------------------- decide
@@ -309,8 +202,8 @@ class Decider(Worker):
         try:
             out = self._decide(items)
         except Exception as e:  # the batch's rows are recorded failed together; each is retried
-            out = [_error(e) for _ in items]
-        return _per_item_seconds(out, t0)
+            out = [error_result(e) for _ in items]
+        return per_item_seconds(out, t0)
 
     def _decide(self, items: Sequence[dict]) -> list[dict]:
         from mapper.decide.pipeline import decide_blocks
@@ -320,7 +213,7 @@ class Decider(Worker):
         classes = [f"{p}_p_{c}" for p in ("a", "b") for c in self.correctness.classes]
         choices = [f"p_{c.replace(' ', '_')}" for c in self.integration.classes]
         keep = ["a_pred_semantic", "b_pred_semantic", *classes, "decision", *choices]
-        return [{k: _jsonable(row[k]) for k in keep} for row in decided[keep].to_dict("records")]
+        return [{k: jsonable(row[k]) for k in keep} for row in decided[keep].to_dict("records")]
 
 
 def decision_frames(rows: Sequence[tuple[str, dict]]):
@@ -349,14 +242,16 @@ class Finisher(Worker):
     def __init__(self, ctx: RunContext):
         super().__init__(ctx)
         self.config = ctx.mapper_config()
+        from mapper.maps.units import unit_frames
+
         self.units = unit_frames(ctx.units)
 
     def one(self, item: dict) -> dict:
         from mapper.decide.truth import final_mask
         from mapper.grid.blocks import Block
-        from mapper.run.areas import cropland_by_unit, unit_areas_m2, unit_labels
-        from mapper.run.maps import write_block_cog
-        from mapper.run.polygons import block_polygons, write_block_polygons
+        from mapper.maps.areas import cropland_by_unit, unit_areas_m2, unit_labels
+        from mapper.maps.final_map import write_block_cog
+        from mapper.maps.polygons import block_polygons, write_block_polygons
         from mapper.seg.predict import read_prediction
 
         block = Block.parse(item["block_id"])
@@ -385,56 +280,42 @@ class Finisher(Worker):
         return out
 
 
-def unit_frames(spec: dict) -> dict:
-    """GeoDataFrames (code, name, geometry) of the region itself (none for a country: its provinces are it),
-    its provinces and its prefectures."""
-    import geopandas as gpd
-    import shapely
-
-    from mapper.grid.admin import prefectures_frame, provinces_frame
-
-    provs = provinces_frame()
-    provs = provs[provs["ADM1_PCODE"].isin(spec["provinces"])]
-    prefs = prefectures_frame()
-    prefs = prefs[prefs["ADM2_PCODE"].isin(spec["prefectures"])]
-    region = spec["region"]
-    if region["kind"] == "bbox":
-        region_geoms = [shapely.box(*region["bounds"])]
-    elif region["kind"] in ("province", "provinces"):
-        region_geoms = list(provs.geometry)
-    else:
-        region_geoms = []
-
-    def frame(codes, names, geoms):
-        return gpd.GeoDataFrame({"code": list(codes), "name": list(names)}, geometry=list(geoms), crs="EPSG:4326")
-
-    return {
-        "region": frame(["region"] * len(region_geoms), [spec.get("name", "region")] * len(region_geoms), region_geoms),
-        "provinces": frame(provs["ADM1_PCODE"], provs["name"], provs.geometry),
-        "prefectures": frame(prefs["ADM2_PCODE"], prefs["ADM2_EN"], prefs.geometry),
-    }
+# ---------------------------------------------------------------------------------------------- the specs
+def _iqa_probs(done: dict, sources: Sequence[str]) -> dict:
+    return {"iqa": {s: done[(s, "iqa")]["probs"] for s in sources}}
 
 
-class NoopWorker(Worker):
-    """A trivial stage for dry runs: measures planning and scheduling alone (no files, no models)."""
-
-    def one(self, item: dict) -> dict:
-        return {"decision": "Neither"} if "features" in item else {"probs": {}, "features": {}}
+def _features(done: dict, sources: Sequence[str]) -> dict:
+    return {"features": done[(BLOCK_LEVEL, "features")]["features"]}
 
 
-def crop_type_worker(ctx: RunContext) -> Worker:
-    """The crop-type stage's worker (imported when first used: it needs torch and the Sentinel-2 reader)."""
-    from mapper.croptype.stage import CropTypeWorker
-
-    return CropTypeWorker(ctx)
+def decision_item(done: dict, sources: Sequence[str]) -> dict:
+    """The block's integration decision: what the final mask (and any stage after it) starts from."""
+    return {"decision": done[(BLOCK_LEVEL, "decide")]["decision"]}
 
 
-WORKERS = {
-    CROP_STAGE: crop_type_worker,
-    "fetch": Fetcher,
-    "iqa": Assessor,
-    "segment": SegmentWorker,
-    "features": FeatureWorker,
-    "decide": Decider,
-    "final": Finisher,
-}
+def _quarter_of_cpus(run_cfg, cpus: float, gpus: float) -> int:
+    return max(1, int(cpus // 4))
+
+
+def _segment_actors(run_cfg, cpus: float, gpus: float) -> int:
+    return run_cfg.segment_workers or (int(gpus) if int(gpus) else 1)
+
+
+# The cropland stages, in order: fetch → iqa ┐ per source, then per block features → decide → final.
+#                                      → segment ┘
+CROPLAND_STAGES = (
+    StageSpec("fetch", Fetcher, per_source=True,
+              pool=Pool(actors=lambda run_cfg, cpus, gpus: run_cfg.fetch_workers, cpus=0.1)),
+    StageSpec("iqa", Assessor, after=("fetch",), per_source=True, batch=lambda run_cfg: run_cfg.iqa_batch_blocks,
+              pool=Pool(cpus=0.1, gpus=0.25, model=True)),
+    StageSpec("segment", SegmentWorker, after=("fetch",), per_source=True,
+              batch=lambda run_cfg: run_cfg.segment_batch_blocks,
+              pool=Pool(actors=_segment_actors, cpus=None, gpus=1.0, cpus_with_gpus=1.0, model=True)),
+    StageSpec("features", FeatureWorker, after=("iqa", "segment"), item=_iqa_probs,
+              pool=Pool(actors=_quarter_of_cpus, cpus=0.2)),
+    StageSpec("decide", Decider, after=("features",), item=_features, batch=lambda run_cfg: 16,
+              pool=Pool(cpus=0.05)),
+    StageSpec("final", Finisher, after=("decide",), item=decision_item, pool=Pool(actors=_quarter_of_cpus, cpus=0.2)),
+)  # fmt: skip
+STAGES = tuple(s.name for s in CROPLAND_STAGES)

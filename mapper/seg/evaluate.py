@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mapper.seg.train import SegSample, iou_counts, pixel_metrics
+from mapper.seg.samples import SegSample
+from mapper.seg.train import iou_counts, pixel_metrics
 
 
 def select_samples(samples: Sequence[SegSample], max_images: int | None) -> list[SegSample]:

@@ -23,15 +23,8 @@ from pathlib import Path
 
 from mapper.models.checkpoint import Checkpoint, CheckpointError, arch_differences
 from mapper.models.registry import ModelSpec, load_model_registry
-from mapper.seg.train import (
-    SampleWeights,
-    SegTrainConfig,
-    SegTrainResult,
-    check_output,
-    find_samples,
-    split_samples,
-    train_seg,
-)
+from mapper.seg.samples import SampleWeights, find_samples, split_samples
+from mapper.seg.train import SegTrainConfig, SegTrainResult, check_output, train_seg
 
 log = logging.getLogger(__name__)
 

@@ -2,8 +2,9 @@
 
 **Arch.** configs/models.yaml names each variant (`seg-m2f-tiny` for CPUs; `seg-m2f-r50`, `seg-m2f-swin-t`,
 `seg-m2f-swin-l` for GPUs). An arch is the Mask2Former settings plus a `backbone` (a transformers ResNet or
-Swin config), validated strictly and filled out with defaults (`full_seg_arch`), the form a checkpoint
-records and is compared against. Nothing is downloaded: the backbone is built from its config too.
+Swin config), validated strictly and filled out with defaults (`full_seg_arch`, its schema in
+mapper.models.archs), the form a checkpoint records and is compared against. Nothing is downloaded:
+the backbone is built from its config too.
 
 **Classes.** Binary semantic segmentation with the background kept as a class: classes ("background",
 "cropland"), so every labelled window has at least one target mask (a window without cropland has the
@@ -19,11 +20,9 @@ resizes masks to 384 px) is not used.
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING
 
-from pydantic import Field, ValidationError, model_validator
-
-from mapper.config.models import StrictModel
+from mapper.models.archs import full_seg_arch
 
 if TYPE_CHECKING:
     import torch
@@ -31,75 +30,6 @@ if TYPE_CHECKING:
 CLASSES = ("background", "cropland")
 CHANNELS = ("red", "green", "blue")
 STAGES = ["stage1", "stage2", "stage3", "stage4"]
-
-
-class ResNetBackbone(StrictModel):
-    model_type: Literal["resnet"] = "resnet"
-    embedding_size: int = Field(ge=1)
-    hidden_sizes: list[int] = Field(min_length=4, max_length=4)
-    depths: list[int] = Field(min_length=4, max_length=4)
-    layer_type: Literal["basic", "bottleneck"]
-    hidden_act: Literal["relu", "gelu", "silu"] = "relu"
-
-
-class SwinBackbone(StrictModel):
-    model_type: Literal["swin"] = "swin"
-    embed_dim: int = Field(ge=1)
-    depths: list[int] = Field(min_length=4, max_length=4)
-    num_heads: list[int] = Field(min_length=4, max_length=4)
-    window_size: int = Field(7, ge=1)
-    mlp_ratio: float = Field(4.0, gt=0)
-    drop_path_rate: float = Field(0.3, ge=0, lt=1)
-
-
-Backbone = Annotated[ResNetBackbone | SwinBackbone, Field(discriminator="model_type")]
-
-
-class Mask2FormerArch(StrictModel):
-    """The settings of a Mask2Former that shape the network or its loss (a transformers Mask2FormerConfig)."""
-
-    model_type: Literal["mask2former"] = "mask2former"
-    backbone: Backbone
-    num_channels: int = Field(3, ge=1)
-    num_labels: int = Field(len(CLASSES), ge=2)
-    feature_size: int = Field(256, ge=8)
-    mask_feature_size: int = Field(256, ge=8)
-    hidden_dim: int = Field(256, ge=8)
-    encoder_feedforward_dim: int = Field(1024, ge=8)
-    encoder_layers: int = Field(6, ge=1)
-    decoder_layers: int = Field(10, ge=2)  # transformers counts the first (query) layer: 10 = 9 attention layers
-    num_attention_heads: int = Field(8, ge=1)
-    dim_feedforward: int = Field(2048, ge=8)
-    num_queries: int = Field(100, ge=2)
-    train_num_points: int = Field(12544, ge=16)
-    oversample_ratio: float = Field(3.0, ge=1)
-    importance_sample_ratio: float = Field(0.75, ge=0, le=1)
-    no_object_weight: float = Field(0.1, ge=0)
-    class_weight: float = Field(2.0, ge=0)
-    mask_weight: float = Field(5.0, ge=0)
-    dice_weight: float = Field(5.0, ge=0)
-
-    @model_validator(mode="after")
-    def _shapes_fit(self):
-        if self.feature_size % 32 or self.mask_feature_size % 32:
-            raise ValueError(
-                f"feature_size {self.feature_size} and mask_feature_size {self.mask_feature_size} must be "
-                "multiples of 32 (the pixel decoder normalises them in 32 groups)"
-            )
-        if self.hidden_dim % self.num_attention_heads or self.feature_size % self.num_attention_heads:
-            raise ValueError(
-                f"hidden_dim {self.hidden_dim} and feature_size {self.feature_size} must be multiples of "
-                f"num_attention_heads {self.num_attention_heads}"
-            )
-        return self
-
-
-def full_seg_arch(arch: dict) -> dict:
-    """A segmentation arch with its defaults filled in (ValueError naming the problem if it is not one)."""
-    try:
-        return Mask2FormerArch.model_validate(arch).model_dump()
-    except ValidationError as e:
-        raise ValueError(f"not a Mask2Former arch: {e}") from None
 
 
 def _backbone_config(backbone: dict, num_channels: int):

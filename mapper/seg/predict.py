@@ -32,7 +32,7 @@ from mapper.seg.windows import BlendedProbability, Window, block_windows
 if TYPE_CHECKING:
     import torch
 
-    from mapper.imagery.tilegrid import PixelWindow
+    from mapper.grid.tilegrid import PixelWindow
 
 DEFAULT_CHECKPOINT = "seg-default"
 NODATA = 255

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mapper.store.atomic import atomic_write_text
+from mapper.store.json_file import read_json
 
 RUN_FORMAT = "mapper-run/1"
 RUN_FILE = "run.json"
@@ -151,9 +152,8 @@ class RunStore:
         layout = RunLayout(Path(root))
         if not layout.run_file.exists():
             raise RunStoreError(f"{layout.root} is not a run directory (no {RUN_FILE}); start a run with --out")
-        saved = json.loads(layout.run_file.read_text(encoding="utf-8"))
-        if saved.get("format") != RUN_FORMAT:
-            raise RunStoreError(f"{layout.run_file} is not a {RUN_FORMAT} run (written by another mapper version?)")
+        fix = "start a new run with another --out (was it written by another mapper version?)"
+        saved = read_json(layout.run_file, RUN_FORMAT, "a mapper run", fix, RunStoreError)
         saved.pop("format")
         if identity is not None:
             diff = describe_differences(_comparable(saved), _comparable(identity))

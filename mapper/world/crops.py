@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mapper.imagery.tilegrid import global_pixel_to_lonlat
+from mapper.grid.tilegrid import global_pixel_to_lonlat
 from mapper.world.kernels import CROP, FALLOW, PADDY, TERRACE, ZONE_FARM, ZONE_PADDY, ZONE_TERRACE
 from mapper.world.noise import hash_unit, value_noise
 

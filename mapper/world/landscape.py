@@ -21,7 +21,7 @@ from enum import IntEnum
 
 import numpy as np
 
-from mapper.imagery.tilegrid import global_pixel_to_lonlat, pixel_size
+from mapper.grid.tilegrid import global_pixel_to_lonlat, pixel_size
 from mapper.world import kernels
 from mapper.world.noise import LATTICE, fbm, hash_unit, interpolate_fields, lattice_range, value_noise
 

@@ -26,7 +26,7 @@ import numpy as np
 from affine import Affine
 from pyproj import CRS, Transformer
 
-from mapper.imagery.tilegrid import lonlat_to_global_pixel
+from mapper.grid.tilegrid import lonlat_to_global_pixel
 from mapper.world import crops
 from mapper.world.kernels import CROP, FALLOW, FOREST, GRASS, ORCHARD, PADDY, ROAD, TERRACE, VILLAGE, WATER
 from mapper.world.noise import fbm, hash_unit, value_noise

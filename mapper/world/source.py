@@ -1,15 +1,40 @@
-"""The simulated world as a tile source: the same interface as Mapbox or Google, rendered in-process."""
+"""The simulated world as a tile source: the same interface as Mapbox or Google, rendered in-process.
+
+Its config registers source kind "world"; mapper.imagery finds it through the "mapper.sources" entry point
+(pyproject.toml), so imagery never imports the world.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Literal
 
-from mapper.imagery.sources import TileKey, TileResult
-from mapper.world.world import get_world
+from pydantic import Field
+
+from mapper.config.models import SourceConfig, register_source
+from mapper.imagery.tiles import TileKey, TileResult
+
+
+@register_source
+class WorldSourceConfig(SourceConfig):
+    """The simulated world, rendered in-process (same code path as any other tile source)."""
+
+    kind: Literal["world"] = "world"
+    rendering: Literal["a", "b"] = Field(description="Which of the world's two imagery renderings.")
+    attribution: str = "mapper simulated world"
+
+    @property
+    def simulated(self) -> bool:
+        return True
+
+    def open(self, name: str, config) -> WorldTileSource:
+        return WorldTileSource(name, seed=config.world.seed, rendering=self.rendering)
 
 
 class WorldTileSource:
     def __init__(self, name: str, seed: int, rendering: str):
+        from mapper.world.world import get_world  # only now: a config names the world without building it
+
         self.name = name
         self.seed = seed
         self.rendering = rendering
@@ -23,8 +48,3 @@ class WorldTileSource:
 
     def __repr__(self) -> str:
         return f"WorldTileSource({self.name!r}, seed={self.seed}, rendering={self.rendering!r})"
-
-
-def open_world_source(name: str, source_config, config) -> WorldTileSource:
-    """The factory of source kind "world" (registered through the "mapper.sources" entry point)."""
-    return WorldTileSource(name, seed=config.world.seed, rendering=source_config.rendering)

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 import numpy as np
 import shapely
 
+from mapper.grid.area import band_area_m2, masked_area_m2
 from mapper.grid.blocks import CELLS_PER_DEGREE, Block
-from mapper.imagery.area import band_integral, masked_area_m2
+from mapper.grid.tilegrid import lonlat_to_global_pixel
 from mapper.imagery.mosaic import tile_overlap
-from mapper.imagery.tilegrid import lonlat_to_global_pixel
 from mapper.world import crops
 from mapper.world.conditions import COVERAGE_NAMES, CoverageType, condition_masks, coverage_type
 from mapper.world.landscape import CROPLAND
@@ -102,7 +102,8 @@ def polygon_samples(geometry, samples_per_block_side: int = 40):
     for iy, row in blocks.groupby("iy"):
         south = iy / CELLS_PER_DEGREE - 90.0
         lat = south + offsets  # the same sample rows for every block of this block row
-        cell_m2 = np.radians(step) * np.diff(band_integral(south + np.arange(n + 1) * step))
+        edges = south + np.arange(n + 1) * step
+        cell_m2 = band_area_m2(edges[:-1], edges[1:], step)
         lon = (row["ix"].to_numpy()[:, None] / CELLS_PER_DEGREE - 180.0 + offsets[None, :]).ravel()
         lon_g, lat_g = np.meshgrid(lon, lat)
         weight = np.broadcast_to(cell_m2[:, None], lon_g.shape)

@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 
 from mapper.grid.blocks import Block, lonlat_to_block_index
-from mapper.imagery.sources import TileResult
-from mapper.imagery.tilegrid import TILE_SIZE, global_pixel_to_lonlat
+from mapper.grid.tilegrid import TILE_SIZE, global_pixel_to_lonlat
+from mapper.imagery.tiles import TileResult
 from mapper.world import kernels
 from mapper.world.conditions import BlockConditions, block_conditions, condition_masks
 from mapper.world.landscape import Landscape, LandscapePatch

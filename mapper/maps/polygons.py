@@ -51,8 +51,8 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from mapper.imagery.area import band_integral, row_pixel_areas
-from mapper.imagery.tilegrid import PixelWindow, mercator_to_lonlat
+from mapper.grid.area import equal_area_m2, row_pixel_areas
+from mapper.grid.tilegrid import PixelWindow, mercator_to_lonlat
 from mapper.store.atomic import atomic_path
 
 CRS = "EPSG:4326"
@@ -215,7 +215,7 @@ def _check_units(units) -> gpd.GeoDataFrame:
     if missing or not isinstance(units, gpd.GeoDataFrame):
         raise ValueError(
             f"units must be a GeoDataFrame with columns 'code', 'name' and a geometry (missing {sorted(missing)}); "
-            "for prefectures use mapper.run.polygons.units_from_prefectures(prefectures_frame())"
+            "for prefectures use mapper.maps.polygons.units_from_prefectures(prefectures_frame())"
         )
     if units.crs is None:
         raise ValueError("units have no CRS; set it (admin units are EPSG:4326)")
@@ -231,25 +231,6 @@ def units_from_prefectures(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
         geometry=frame.geometry.values,
         crs=frame.crs,
     )
-
-
-def equal_area_xy(xy: np.ndarray) -> np.ndarray:
-    """Lon/lat (degrees) to Lambert cylindrical equal-area on the WGS84 ellipsoid: (λ rad, ∫ area dφ in m²).
-
-    Planar area in these coordinates is ellipsoidal ground area in m² (see the module docstring)."""
-    return np.column_stack([np.radians(xy[:, 0]), band_integral(xy[:, 1])])
-
-
-def equal_area_m2(geoms) -> np.ndarray:
-    """Ellipsoidal ground area (m²) of EPSG:4326 geometries, their edges taken as straight lines in the
-    equal-area projection (exact for meridian/parallel edges such as pixel outlines)."""
-    geoms = np.asarray(geoms, dtype=object)
-    if len(geoms) == 0:
-        return np.zeros(0)
-    # Shift to a local origin first: the area integral is ~1e13 m², differences of it are what matter.
-    xy0 = shapely.get_coordinates(geoms[:1])[:1]
-    ref = equal_area_xy(xy0)[0]
-    return shapely.area(shapely.transform(geoms, lambda xy: equal_area_xy(xy) - ref))
 
 
 def _polygonal(geoms: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ import pytest
 from shapely.geometry import box
 
 from mapper.grid.admin import Province, all_provinces, resolve_province
-from mapper.run.statistics import (
+from mapper.maps.statistics import (
     NO_STATISTIC,
     SURVEY1996_SOURCE,
     TNLS_SOURCE,

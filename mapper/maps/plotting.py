@@ -1,5 +1,5 @@
-"""Shared pieces of the run's PNG figures: an Agg figure without pyplot state, an atomic PNG save, degree
-axis labels and ticks, and polygon outlines as line segments."""
+"""Shared pieces of the PNG figures: an Agg figure without pyplot state, an atomic PNG save, degree axis labels
+and ticks, polygon outlines as line segments, and the cell texts of a heat map (confusion matrices)."""
 
 from __future__ import annotations
 
@@ -54,3 +54,14 @@ def outline_segments(geoms, bbox=None) -> list[np.ndarray]:
         return []
     coords, index = shapely.get_coordinates(lines, return_index=True)
     return np.split(coords, np.flatnonzero(np.diff(index)) + 1)
+
+
+def annotate_cells(ax, share: np.ndarray, text, fontsize: float) -> None:
+    """Write `text(i, j)` in each cell of a heat map of `share` (0-1; None: leave the cell blank), white on dark
+    cells so it stays readable."""
+    for i in range(share.shape[0]):
+        for j in range(share.shape[1]):
+            label = text(i, j)
+            if label is not None:
+                ax.text(j, i, label, ha="center", va="center", fontsize=fontsize,
+                        color="white" if share[i, j] > 0.55 else "black")  # fmt: skip

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mapper.imagery.tilegrid import mercator_to_lonlat
-from mapper.run.maps import CROPLAND, NODATA
-from mapper.run.plotting import figure, outline_segments, save_png
+from mapper.grid.tilegrid import mercator_to_lonlat
+from mapper.maps.final_map import CROPLAND, NODATA
+from mapper.maps.plotting import figure, outline_segments, save_png
 
 GALLERY_PX = 400  # the longer side of a gallery panel's decimated read
 OVERLAY = (1.0, 0.16, 0.72)  # cropland overlay on imagery: magenta, apart from the greens and browns of land
@@ -80,7 +80,7 @@ def _region_in_panel(region_geometry, bounds, shape) -> tuple[list[np.ndarray], 
     from rasterio.features import geometry_mask
     from rasterio.transform import Affine
 
-    from mapper.imagery.tilegrid import lonlat_to_mercator
+    from mapper.grid.tilegrid import lonlat_to_mercator
 
     left, bottom, right, top = bounds
     (lon0, lon1), (lat0, lat1) = mercator_to_lonlat(np.array([left, right]), np.array([bottom, top]))

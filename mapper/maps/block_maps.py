@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mapper.run.plotting import degree_ticks, figure, lat_label, lon_label, outline_segments, save_png
+from mapper.maps.plotting import degree_ticks, figure, lat_label, lon_label, outline_segments, save_png
 
 
 def _block_indices(blocks) -> tuple[np.ndarray, np.ndarray]:

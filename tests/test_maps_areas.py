@@ -9,11 +9,11 @@ from pyproj import Geod
 from shapely.geometry import Polygon, box
 
 from mapper.grid.admin import prefectures_frame, resolve_province
+from mapper.grid.area import masked_area_m2, row_pixel_areas
 from mapper.grid.blocks import Block
 from mapper.grid.region import blocks_of_polygon
-from mapper.imagery.area import masked_area_m2, row_pixel_areas
-from mapper.imagery.tilegrid import PixelWindow, global_pixel_to_lonlat, lonlat_to_global_pixel, mercator_to_lonlat
-from mapper.run.areas import cropland_by_unit, unit_areas_m2, unit_labels, window_area_m2
+from mapper.grid.tilegrid import PixelWindow, global_pixel_to_lonlat, lonlat_to_global_pixel, mercator_to_lonlat
+from mapper.maps.areas import cropland_by_unit, unit_areas_m2, unit_labels, window_area_m2
 
 GEOD = Geod(ellps="WGS84")
 
@@ -47,7 +47,7 @@ def _brute_labels(window: PixelWindow, pixel_polys) -> np.ndarray:
 
 
 def _pixel_ground_area(window: PixelWindow, i: int) -> float:
-    """Geodesic area of one pixel of row i, independently of mapper.imagery.area."""
+    """Geodesic area of one pixel of row i, independently of mapper.grid.area."""
     col, row = window.col0, window.row0 + i
     lon, lat = global_pixel_to_lonlat(
         np.array([col, col + 1, col + 1, col]), np.array([row, row, row + 1, row + 1]), 16

@@ -1,4 +1,4 @@
-"""mapper.run.polygons: cropland polygons of a block are exact (pixels, area, holes), cut by units with their
+"""mapper.maps.polygons: cropland polygons of a block are exact (pixels, area, holes), cut by units with their
 area apportioned, and gathered into one GeoPackage per unit."""
 
 from __future__ import annotations
@@ -12,15 +12,14 @@ import shapely
 from affine import Affine
 from rasterio.features import rasterize, shapes
 
+from mapper.grid.area import equal_area_m2, masked_area_m2, row_pixel_areas
 from mapper.grid.blocks import Block
-from mapper.imagery.area import masked_area_m2, row_pixel_areas
-from mapper.imagery.tilegrid import PixelWindow, global_pixel_to_lonlat, lonlat_to_mercator
-from mapper.run.polygons import (
+from mapper.grid.tilegrid import PixelWindow, global_pixel_to_lonlat, lonlat_to_mercator
+from mapper.maps.polygons import (
     _repair,
     ascii_safe,
     block_polygons,
     cut_by_units,
-    equal_area_m2,
     read_block_polygons,
     unit_geopackage_path,
     write_block_polygons,

@@ -4,10 +4,10 @@
     build_map_vrt(block_paths, out_vrt, *, overviews=True) -> Path          the region's mosaic (+ .vrt.ovr)
     map_preview_png(vrt_or_tif, out_png, max_px=2000) -> Path               a decimated view of the map
 
-Maps with one cell per block are in mapper.run.block_maps, the gallery of blocks in mapper.run.gallery.
+Maps with one cell per block are in mapper.maps.block_maps, the gallery of blocks in mapper.maps.gallery.
 
 Values everywhere: 0 not cropland, 1 cropland, 255 no imagery (nodata). Every block lies on the one global
-EPSG:3857 pixel grid of its zoom (mapper.imagery.tilegrid), so the mosaic places each block at integer
+EPSG:3857 pixel grid of its zoom (mapper.grid.tilegrid), so the mosaic places each block at integer
 offsets computed from its transform: no resampling, and the VRT's transform is global grid arithmetic.
 Every file is written under a temporary name and renamed into place (mapper.store.atomic).
 """
@@ -24,9 +24,9 @@ from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 
+from mapper.grid.tilegrid import ORIGIN_SHIFT, TILE_SIZE, PixelWindow, mercator_to_lonlat, pixel_size
 from mapper.imagery.tiff_check import check_complete_geotiff
-from mapper.imagery.tilegrid import ORIGIN_SHIFT, TILE_SIZE, PixelWindow, mercator_to_lonlat, pixel_size
-from mapper.run.plotting import degree_ticks, figure, lat_label, lon_label, save_png
+from mapper.maps.plotting import degree_ticks, figure, lat_label, lon_label, save_png
 from mapper.store.atomic import atomic_path, fsync_dir
 
 CRS = "EPSG:3857"
@@ -276,7 +276,7 @@ def map_preview_png(vrt_or_tif: Path | str, out_png: Path | str, max_px: int = 2
     from matplotlib.patches import Patch
     from rasterio.enums import Resampling
 
-    from mapper.imagery.tilegrid import EARTH_RADIUS, lonlat_to_mercator
+    from mapper.grid.tilegrid import EARTH_RADIUS, lonlat_to_mercator
 
     with rasterio.open(vrt_or_tif) as ds:
         if ds.crs is None or ds.crs.to_epsg() != 3857:

@@ -14,8 +14,8 @@ import numpy as np
 import shapely
 from rasterio.features import rasterize
 
-from mapper.imagery.area import row_pixel_areas
-from mapper.imagery.tilegrid import PixelWindow, lonlat_to_mercator
+from mapper.grid.area import row_pixel_areas
+from mapper.grid.tilegrid import PixelWindow, lonlat_to_mercator
 
 MAX_UNITS = int(np.iinfo(np.uint16).max)  # labels are uint16 and 0 means "no unit"
 _MARGIN_PX = 2  # clip geometries to the window plus this margin before rasterizing (speed only)

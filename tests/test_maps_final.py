@@ -1,4 +1,4 @@
-"""mapper.run.maps, block_maps and gallery: block COGs, the VRT mosaic, and the PNG maps."""
+"""mapper.maps.final_map, block_maps and gallery: block COGs, the VRT mosaic, and the PNG maps."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ import shapely
 from matplotlib.image import imread
 
 from mapper.grid.blocks import Block
-from mapper.imagery.tilegrid import PixelWindow
-from mapper.run.block_maps import area_fraction_png, auto_vmax, block_category_png, is_sparse
-from mapper.run.gallery import OVERLAY, block_gallery_png
-from mapper.run.maps import build_map_vrt, map_preview_png, overview_factors, write_block_cog
+from mapper.grid.tilegrid import PixelWindow
+from mapper.maps.block_maps import area_fraction_png, auto_vmax, block_category_png, is_sparse
+from mapper.maps.final_map import build_map_vrt, map_preview_png, overview_factors, write_block_cog
+from mapper.maps.gallery import OVERLAY, block_gallery_png
 
 ORIGIN = Block(5866, 2262).window()  # z16 at Guangzhou
 
