@@ -31,3 +31,28 @@ def test_files_follow_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o644
+
+
+def test_a_directory_write_removes_what_a_killed_writer_left(tmp_path):
+    """A kill -9 inside atomic_directory leaves its temporary directory; the next write of the same directory
+    removes it when its writer (this host, a pid) is gone, and keeps a running writer's and another host's."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from mapper.store.atomic import atomic_directory
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True).stdout.strip()  # fmt: skip
+    host = socket.gethostname()
+    left = tmp_path / f".model.{host}-{dead}.0123abcd.tmp"
+    live = tmp_path / f".model.{host}-{os.getpid()}.4567cdef.tmp"
+    other = tmp_path / f".model.another-host-{dead}.89abcdef.tmp"
+    for d in (left, live, other):
+        (d / "sub").mkdir(parents=True)
+        (d / "sub" / "weights").write_bytes(b"half")
+    with atomic_directory(tmp_path / "model") as tmp:
+        (tmp / "weights").write_bytes(b"whole")
+    assert (tmp_path / "model" / "weights").read_bytes() == b"whole"
+    assert not left.exists() and live.exists() and other.exists()

@@ -1,14 +1,18 @@
 """Atomic file writes: write to a temporary name in the same directory, fsync, rename.
 
 A kill at any moment leaves either the old file or the new one, never half of one. `atomic_directory` does
-the same for a directory of files (a model checkpoint).
+the same for a directory of files (a model checkpoint); its temporary directory names its writer (host and
+pid), so the next writer of the same directory removes what a killed one left (a kill -9 mid-write of a
+checkpoint would otherwise leave a hidden copy of it behind for good).
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,7 +73,8 @@ def atomic_directory(directory: Path | str) -> Iterator[Path]:
     renames: a kill between them leaves the old one as `.<name>.old-<id>` beside it (readers may point to it)."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = directory.parent / f".{directory.name}.{uuid.uuid4().hex}.tmp"
+    remove_stale_temporaries(directory)
+    tmp = directory.parent / f".{directory.name}.{_writer()}.{uuid.uuid4().hex}.tmp"
     tmp.mkdir()
     try:
         yield tmp
@@ -89,3 +94,30 @@ def atomic_directory(directory: Path | str) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _writer() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def remove_stale_temporaries(directory: Path) -> list[Path]:
+    """Remove the temporary directories of `directory` whose writer, a process on this host, no longer runs
+    (killed mid-write); a live writer's, and other hosts' (shared storage), are left alone. Returns them."""
+    prefix = f".{directory.name}.{socket.gethostname()}-"
+    removed = []
+    for p in directory.parent.glob(f".{glob.escape(directory.name)}.*.tmp"):
+        pid = p.name[len(prefix):].split(".", 1)[0] if p.name.startswith(prefix) else ""
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: running
+        return True
+    return True
