@@ -7,7 +7,8 @@ get a GPU per actor (a share for IQA) when the cluster has GPUs, and CPUs otherw
 `depth` batches, so the work in flight is bounded by the pools, whatever the size of the region.
 
 Actors are restarted by Ray after a crash or the loss of their node (max_restarts=-1); the batches they held
-fail with RayActorError and the driver retries them (bounded by run.max_attempts), so a lost node costs time,
+fail with RayActorError, which reaches the driver as WorkerLost: it retries them after a pause long enough for
+Ray to notice the loss and restart the actor, without using up the blocks' attempts, so a lost node costs time,
 not blocks.
 """
 
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 import ray
 from mapper.pipelines.ray_auth import prepare_cluster_auth
 
-from mapper.run.executor import ExecutorError, check_reachable
+from mapper.run.executor import ExecutorError, WorkerLost, check_reachable
 from mapper.run.registry import active_stages
 from mapper.run.registry import stage as stage_spec
 from mapper.run.stage import NoopWorker, RunContext, StageSpec
@@ -90,6 +91,15 @@ def pool_specs(run_cfg, stages: Sequence[StageSpec], cpus: float, gpus: float,
     return specs
 
 
+def _worker_lost(e: BaseException) -> bool:
+    """Whether a batch went down with its actor's process or node (not an error of its own, nor an actor that
+    cannot be built: that one fails every time)."""
+    if isinstance(e, ray.exceptions.RayActorError):
+        return not e.actor_init_failed
+    return isinstance(e, (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
+                          ray.exceptions.ObjectLostError))  # fmt: skip
+
+
 class RayExecutor:
     def __init__(self, ctx: RunContext, address: str | None = None, dry_run: bool = False, depth: int = 2):
         self.started_ray = False
@@ -143,7 +153,7 @@ class RayExecutor:
             try:
                 out.append((ref, ray.get(ref)))
             except (ray.exceptions.RayError, OSError) as e:  # actor or node lost, or the batch raised: retried
-                out.append((ref, e))
+                out.append((ref, WorkerLost(f"{type(e).__name__}: {e}") if _worker_lost(e) else e))
         return out
 
     def close(self) -> None:

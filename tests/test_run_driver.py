@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import ClassVar
 
 import pytest
 
 from mapper.run.driver import BlockState, Driver, DriverSettings, ready_tasks
-from mapper.run.executor import InProcessExecutor
+from mapper.run.executor import InProcessExecutor, WorkerLost
 from mapper.run.stage import NoopWorker, RunContext
 from mapper.run.stages import STAGES
 from mapper.store.run_store import BLOCK_LEVEL, RunStore, RunStoreError
@@ -120,6 +121,43 @@ def test_a_lost_batch_counts_one_attempt_for_each_of_its_items(tmp_path):
     attempts = sorted(t.attempts for ts in store.tasks_of(["5000_2200", "5001_2200"]).values() for t in ts
                       if t.stage == "iqa")  # fmt: skip
     assert attempts.count(2) >= 1 and set(attempts) <= {1, 2}
+
+
+class Losing(InProcessExecutor):
+    """Loses every `stage` batch holding block BAD with its worker, `times` times (None: always)."""
+
+    def __init__(self, *a, stage="features", times=None, **kw):
+        super().__init__(*a, **kw)
+        self.stage, self.times, self.lost = stage, times, 0
+
+    def submit(self, stage, items):
+        lose = stage == self.stage and any(i["block_id"] == BAD for i in items)
+        if lose and (self.times is None or self.lost < self.times):
+            self.lost += 1
+            ticket = next(self.tickets)
+            self.done.append((ticket, WorkerLost("ActorDiedError: the actor died unexpectedly")))
+            return ticket
+        return super().submit(stage, items)
+
+
+def test_a_lost_worker_costs_time_not_the_blocks_attempts(tmp_path):
+    store = _store(tmp_path, n_blocks=3)
+    executor = Losing(_ctx(store), dry_run=True, times=4)  # more losses than max_attempts: a slow-to-notice cluster
+    settings = DriverSettings(max_attempts=2, loss_pause_s=0.05)
+    start = time.monotonic()
+    assert Driver(store, executor, SOURCES, settings).run() == {"finished": 3, "failed": 0}
+    assert time.monotonic() - start >= 0.05 + 0.1 + 0.2 + 0.4  # each retry waited, longer after each loss
+    (task,) = [t for t in store.tasks_of([BAD])[BAD] if t.stage == "features"]
+    assert (task.status, task.attempts) == ("done", 5)  # every try recorded
+
+
+def test_an_item_that_always_kills_its_worker_fails_after_a_bounded_number_of_tries(tmp_path):
+    store = _store(tmp_path, n_blocks=3)
+    settings = DriverSettings(max_attempts=2, worker_losses=3, loss_pause_s=0.01)
+    assert Driver(store, Losing(_ctx(store), dry_run=True), SOURCES, settings).run() == {"finished": 2, "failed": 1}
+    (failure,) = store.failures()
+    assert (failure.block_id, failure.stage, failure.status, failure.attempts) == (BAD, "features", "failed", 5)
+    assert "ActorDiedError" in failure.error
 
 
 def test_resume_skips_done_work(tmp_path):

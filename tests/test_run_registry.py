@@ -106,3 +106,15 @@ def test_ray_pools_from_the_stage_specs():
     assert gpu["segment"] == PoolSpec(2, 1.0, 1.0) and gpu["iqa"] == PoolSpec(1, 0.1, 0.25)
     assert gpu["croptype"] == PoolSpec(1, 1.0, 0.25) and gpu["fetch"] == PoolSpec(2, 0.1)
     assert Pool(actors=3).size(cfg, 1, 0) == 3
+
+
+def test_ray_errors_of_a_lost_worker_are_told_from_the_batchs_own():
+    import ray.exceptions as rex
+    from mapper.pipelines.ray_executor import _worker_lost
+
+    assert _worker_lost(rex.ActorDiedError())  # the actor's process or node went away
+    assert _worker_lost(rex.ActorUnavailableError("node unreachable", None))
+    assert _worker_lost(rex.NodeDiedError("node gone"))
+    assert not _worker_lost(rex.RayActorError(actor_init_failed=True))  # cannot be built: fails every time
+    assert not _worker_lost(rex.RayTaskError("run", "Traceback ...", ValueError("corrupt")))
+    assert not _worker_lost(rex.OutOfMemoryError("the batch took the node's memory"))

@@ -4,7 +4,10 @@ store. It alone writes the state database.
 Blocks are admitted in planning order, at most `blocks_in_flight` at a time, so memory and in-flight work stay
 flat however large the region. Ready work is dispatched downstream stages first (finishing blocks frees their
 slot). A failed item is retried up to `max_attempts` times, then recorded as failed with its error: the block
-stops there and the run goes on. On resume, every task recorded done is skipped: no finished work is redone.
+stops there and the run goes on. A batch lost with its worker (a lost node) is the cluster's fault, not the
+items': it is retried after a growing pause that gives the cluster time to notice and restart the worker, and
+does not use up the items' attempts — up to `worker_losses` times per task, so that an item which itself kills
+its worker still ends as failed. On resume, every task recorded done is skipped: no finished work is redone.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from mapper.run.executor import WorkerLost
 from mapper.run.stage import StageSpec
 from mapper.run.stages import CROPLAND_STAGES, STAGES
 from mapper.store.run_store import BLOCK_LEVEL, RunStore
@@ -82,6 +86,8 @@ class DriverSettings:
     blocks_in_flight: int = 16
     batch: dict | None = None  # items per batch by stage (None: each stage's own, from the default run config)
     poll_s: float = 0.5
+    worker_losses: int = 6  # losses of a task's worker forgiven (not counted against max_attempts)
+    loss_pause_s: float = 2.0  # the pause before a lost task is retried, doubled with each loss (at most 30 s)
     stages: tuple[StageSpec, ...] = CROPLAND_STAGES  # registry.active_stages(config): in run order
 
 
@@ -99,6 +105,8 @@ class Driver:
         self.stages = tuple(self.specs)
         self.queues: dict[str, deque[tuple[str, Key]]] = {s: deque() for s in self.stages}
         self.in_flight: dict[object, tuple[str, list[tuple[str, Key]], float]] = {}
+        self.losses: dict[tuple[str, Key], int] = {}  # (block, task) -> times its worker was lost under it
+        self.paused: list[tuple[float, str, Key]] = []  # (due time, block, task): lost tasks waiting to go again
         self.finished = 0
         self.failed_blocks = 0
         self._last_seq = 0
@@ -113,8 +121,12 @@ class Driver:
             if self.guard is not None:
                 self.guard()
             self._admit()
+            self._resume_paused()
             self._dispatch()
             if not self.in_flight and not any(self.queues.values()):
+                if self.paused:  # only lost tasks waiting out their pause
+                    time.sleep(min(self.settings.poll_s, max(0.0, min(p[0] for p in self.paused) - time.monotonic())))
+                    continue
                 if not self.active and self._exhausted:
                     break
                 if self.active:  # nothing can move these blocks any more: a bug, said rather than spun on
@@ -165,6 +177,14 @@ class Driver:
             state.scheduled.add(key)
             self.queues[key[1]].append((state.block_id, key))
 
+    def _resume_paused(self) -> None:
+        now = time.monotonic()
+        due = [p for p in self.paused if p[0] <= now]
+        if due:
+            self.paused = [p for p in self.paused if p[0] > now]
+            for _, block_id, key in due:
+                self.queues[key[1]].append((block_id, key))
+
     def _dispatch(self) -> None:
         for stage in reversed(self.stages):  # downstream first: finished blocks free their slots
             queue = self.queues[stage]
@@ -206,8 +226,11 @@ class Driver:
 
     def _settle(self, ticket, outcome) -> None:
         stage, batch, _ = self.in_flight.pop(ticket)
-        if isinstance(outcome, BaseException):  # the whole batch was lost (a worker or node died)
+        if isinstance(outcome, BaseException):  # the whole batch failed (or went down with its worker)
             log.warning("%s batch of %d failed: %s: %s", stage, len(batch), type(outcome).__name__, outcome)
+            if isinstance(outcome, WorkerLost):
+                for block_id, key in batch:
+                    self.losses[(block_id, key)] = self.losses.get((block_id, key), 0) + 1
             full = {"disk_full": reason(outcome)} if is_disk_full(outcome) else {}
             outcome = [{"error": f"{type(outcome).__name__}: {outcome}", **full} for _ in batch]
         for (block_id, key), result in zip(batch, outcome, strict=True):
@@ -222,18 +245,20 @@ class Driver:
             return
         error = result.pop("error", None)
         seconds = result.pop("seconds", None)
+        losses = min(self.losses.get((state.block_id, key), 0), self.settings.worker_losses)
         rec = self.store.record(state.block_id, source, stage, result=None if error else result, error=error,
-                                seconds=seconds, max_attempts=self.settings.max_attempts)  # fmt: skip
+                                seconds=seconds, max_attempts=self.settings.max_attempts + losses)  # fmt: skip
         state.scheduled.discard(key)
         if self.progress:
             self.progress.task(stage, rec.status)
         if rec.status == "done":
             state.done[key] = result
+            self.losses.pop((state.block_id, key), None)
         elif rec.status == "retry":
             log.info("retrying %s %s of block %s (attempt %d failed: %s)", stage, source, state.block_id,
                      rec.attempts, error)  # fmt: skip
             state.scheduled.add(key)
-            self.queues[stage].append((state.block_id, key))
+            self._retry(state.block_id, key)
             return
         else:
             log.error("block %s: %s %s failed after %d attempts: %s", state.block_id, stage, source, rec.attempts,
@@ -248,6 +273,15 @@ class Driver:
             self._count_block(state)
             return
         self._enqueue(state)
+
+    def _retry(self, block_id: str, key: Key) -> None:
+        """Queue a failed task again: at once, or after a pause that doubles with each loss of its worker."""
+        lost = self.losses.get((block_id, key), 0)
+        if not lost:
+            self.queues[key[1]].append((block_id, key))
+            return
+        pause = min(self.settings.loss_pause_s * 2 ** (lost - 1), 30.0)
+        self.paused.append((time.monotonic() + pause, block_id, key))
 
     def _count_block(self, state: BlockState, failed: bool = False) -> None:
         if self.progress:

@@ -2,7 +2,8 @@
 
     capacity(stage) -> int          how many more batches of the stage it takes now
     submit(stage, items) -> ticket  start a batch (items: small dicts)
-    wait(timeout) -> [(ticket, results | exception)]   finished batches
+    wait(timeout) -> [(ticket, results | exception)]   finished batches; WorkerLost when the batch went down
+                                                        with its worker (a crashed process, a lost node)
     close()
 
 Both build each stage's worker from its registered spec (mapper.run.registry), so a run gives the same outputs
@@ -20,6 +21,11 @@ from mapper.run.stage import NoopWorker, RunContext
 
 class ExecutorError(RuntimeError):
     """An executor that cannot start (an unreachable Ray cluster); the message names the fix."""
+
+
+class WorkerLost(RuntimeError):
+    """A batch lost with the worker that held it (its process crashed, its node went away), not failed by its
+    items: the driver retries it after a pause without using up the blocks' attempts (up to a bound)."""
 
 
 def check_reachable(address: str, timeout_s: float = 5.0) -> None:
