@@ -261,7 +261,7 @@ def test_cli_make_check(made, tmp_path):
     (broken / ids[1] / "label.json").unlink()
     res = CliRunner().invoke(labels, ["check", str(broken)])
     assert res.exit_code == 1
-    assert "2 of 2 block(s) have problems" in res.output and "values other than 0" in res.output
+    assert "2 of 2 have problems" in res.output and "values other than 0" in res.output
     assert "incomplete" in res.output
 
     res = CliRunner().invoke(labels, ["make", "--province", "Macao", "--bbox", *BBOX, "--out", str(tmp_path)])

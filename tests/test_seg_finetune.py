@@ -46,7 +46,8 @@ def fake_images(monkeypatch):
     drawn: list[str] = []
     index = {b: i for i, b in enumerate(FAKE_SHAPES)}
 
-    def read_crop(sample, row, col, size):
+    def read_crop(sample, row, col, size, out=None):
+        assert out in (None, size)  # no pixel size given: read at the sample's own
         drawn.append(f"{index[sample.block_id]}:{row}:{col}")
         target = np.zeros((size, size), np.uint8)
         if (row + col) % 3 == 0:
@@ -206,7 +207,7 @@ def test_command_fine_tunes_with_the_recipe(tmp_path, labels_root, init_ckpt):
     r = CliRunner().invoke(cli, ["train", "seg", "--init", str(init_ckpt), "--labels", str(labels_root),
                                  "--out", str(out), "--steps", "2", "--batch-size", "2"])  # fmt: skip
     assert r.exit_code == 0, r.output
-    assert "fine-tuned tiny-custom 2 steps on 3 images of 3 blocks (blocks of al round 2 weigh 3" in r.output
+    assert "fine-tuned tiny-custom 2 steps on 3 images of 3 blocks or chips (blocks of al round 2 weigh 3" in r.output
     training = json.loads((out / "checkpoint.json").read_text())["training"]
     assert training["config"]["lr"] == 1e-4 and training["config"]["warmup_steps"] == 20  # the recipe's
     assert training["steps_done"] == 2 and training["init"]["name"] == "tiny-custom"

@@ -92,33 +92,48 @@ def make(province, bbox, block_ids, n, out, sources, rng_seed, workers, quiet, c
     click.echo(f"check them with: mapper labels check {out}")
 
 
-@labels.command("check", short_help="Validate labelled blocks and summarise them; exit 1 if any is bad.")
+@labels.command("check", short_help="Validate labelled blocks and chips and summarise them; exit 1 if any is bad.")
 @click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path))
 def check(root: Path) -> None:
-    """Validate every labelled block under ROOT (or ROOT itself) and print a summary.
+    """Validate every labelled block and chip under ROOT (or ROOT itself) and print a summary.
 
-    Exit code 1, with each problem listed, if any block is incomplete or invalid."""
+    Exit code 1, with each problem listed, if any is incomplete or invalid."""
     from collections import Counter
 
-    from mapper.labels.store import LABEL_FILE, LabelError, block_dirs, read_labelled_block
+    from mapper.labels.chips import CHIP_SOURCE, chip_dirs, read_labelled_chip
+    from mapper.labels.store import LABEL_FILE, LabelError, block_dirs, image_file, read_labelled_block
 
-    dirs = [root] if (root / LABEL_FILE).exists() else block_dirs(root)
+    if (root / LABEL_FILE).exists() or (root / image_file(CHIP_SOURCE)).exists():
+        dirs = [root]
+    else:  # blocks, chips, and chips left without label.json by an interrupted import
+        half = [d for d in root.iterdir() if (d / image_file(CHIP_SOURCE)).exists() and not (d / LABEL_FILE).exists()]
+        dirs = sorted({*block_dirs(root), *chip_dirs(root), *half})
     if not dirs:
-        click.echo(f"error: no labelled blocks (directories named like blocks, e.g. 5889_2460/) in {root}", err=True)
+        click.echo(f"error: no labelled blocks (directories named like blocks, e.g. 5889_2460/) or chips in {root}",
+                   err=True)  # fmt: skip
         raise SystemExit(1)
     rows, errors = [], []
     coverage_counts: Counter = Counter()
     crop = []
     for d in dirs:
         try:
-            lb = read_labelled_block(d)
+            if (d / image_file(CHIP_SOURCE)).exists():
+                chip = read_labelled_chip(d)
+                what = f"chip {chip.mask.shape[1]}x{chip.mask.shape[0]} px at {chip.gsd_m:g} m"
+                dataset = chip.meta.get("dataset")
+                what += f" ({dataset})" if dataset else ""
+                row = (chip.chip_id, chip.meta["origin"], chip.cropland_fraction, what)
+                coverage_counts.update(["chip (no coverage type)"])
+            else:
+                lb = read_labelled_block(d)
+                cov = "  ".join(f"{s}: {lb.coverage[s] or '-'} (ignore {lb.ignore(s).mean():.0%})" for s in lb.sources)
+                coverage_counts.update(c or "not recorded" for c in lb.coverage.values())
+                row = (lb.block.id, lb.origin, lb.cropland_fraction, cov)
         except LabelError as e:
             errors.append((d.name, str(e)))
             continue
-        crop.append(lb.cropland_fraction)
-        cov = "  ".join(f"{s}: {lb.coverage[s] or '-'} (ignore {lb.ignore(s).mean():.0%})" for s in lb.sources)
-        coverage_counts.update(c or "not recorded" for c in lb.coverage.values())
-        rows.append((lb.block.id, lb.origin, f"{lb.cropland_fraction:.1%}".rjust(8), cov))
+        crop.append(row[2])
+        rows.append((row[0], row[1], f"{row[2]:.1%}".rjust(8), row[3]))
     if rows:
         widths = [max(len(r[i]) for r in [("block", "origin", "cropland", ""), *rows]) for i in range(3)]
         header = ("block", "origin", "cropland", "coverage per source")
@@ -126,11 +141,11 @@ def check(root: Path) -> None:
             click.echo("  ".join([*(v.ljust(w) for v, w in zip(r[:3], widths, strict=True)), r[3]]))
         by_type = ", ".join(f"{k} {v}" for k, v in sorted(coverage_counts.items()))
         click.echo(
-            f"{len(rows)} valid labelled block(s); mean cropland {sum(crop) / len(crop):.1%}; "
+            f"{len(rows)} valid labelled block(s) or chip(s); mean cropland {sum(crop) / len(crop):.1%}; "
             f"images by coverage type: {by_type}"
         )
     if errors:
-        click.echo(f"{len(errors)} of {len(dirs)} block(s) have problems:", err=True)
+        click.echo(f"{len(errors)} of {len(dirs)} have problems:", err=True)
         for name, why in errors:
             click.echo(f"- {name}: {why}", err=True)
         raise SystemExit(1)
@@ -208,3 +223,18 @@ def ingest(block_id, polygons, images, coverage, out) -> None:
         f"block {block.id}: {frac:.1%} cropland of {labelled.mean():.1%} labelled pixels "
         f"(sources {', '.join(names)}) -> {d}" + (f" (replaced labels from {replaced})" if replaced else "")
     )
+
+
+@labels.group("import", short_help="Labelled chips from real labelled imagery that is not a mapper block.")
+def import_group() -> None:
+    """Import real labelled imagery (public datasets' image/mask pairs, a georeferenced image with polygons) as
+    labelled chips that keep their own pixel size; training, evaluation and label rounds take them beside
+    labelled blocks."""
+
+
+# Each import command lives in its own module and is added here.
+from mapper.cli.import_chips import import_chips  # noqa: E402
+from mapper.cli.import_raster import import_raster  # noqa: E402
+
+import_group.add_command(import_chips)
+import_group.add_command(import_raster)

@@ -25,7 +25,7 @@ def _command_line() -> str | None:
 labels_option = click.option(
     "--labels", "labels_roots", multiple=True, required=True,
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Labelled blocks root (`mapper labels make|ingest`); repeatable to combine several.",
+    help="Labelled blocks or chips root (`mapper labels make|ingest|import`); repeatable to combine several.",
 )  # fmt: skip
 out_option = click.option(
     "--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Checkpoint directory."
@@ -36,7 +36,7 @@ device_option = click.option("--device", help="torch device (default: cuda when 
 def val_labels_option(when: str):
     return click.option(
         "--val-labels", type=click.Path(exists=True, file_okay=False, path_type=Path),
-        help=f"Labelled blocks to validate on {when} (default: a held-out share of the --labels blocks).",
+        help=f"Labelled blocks or chips to validate on {when} (default: a held-out share of the --labels ones).",
     )  # fmt: skip
 
 
@@ -170,7 +170,7 @@ def seg(labels_roots, val_labels, arch, out, steps, resume, init, config_file, b
             train_set, val_set = split_samples(samples, cfg.val_fraction, cfg.seed)
         blocks = len({s.block_id for s in train_set})
         click.echo(
-            f"{cfg.arch}: {len(train_set)} training images of {blocks} blocks"
+            f"{cfg.arch}: {len(train_set)} training images of {blocks} blocks or chips"
             + (f", {len(val_set)} validation images" if val_set else ", no validation")
         )
         info = {
@@ -223,6 +223,7 @@ def _fine_tune_seg(init, labels_roots, val_labels, out, cfg, device) -> None:
     iou = f"; validation IoU {result.metrics['iou']:.3f}" if result.metrics else ""
     click.echo(
         f"fine-tuned {training['init']['name']} {cfg.steps} steps on {training['train']['images']} images of "
-        f"{training['train']['blocks']} blocks ({training['weighting']['rule']}) in {result.seconds:.0f}s{iou} -> {out}"
+        f"{training['train']['blocks']} blocks or chips ({training['weighting']['rule']}) in {result.seconds:.0f}s{iou}"
+        f" -> {out}"
     )
     click.echo(f"evaluate it with: mapper evaluate seg --checkpoint {out} --labels <held-out labels>")

@@ -268,8 +268,11 @@ def read_label_json(directory: Path | str) -> dict:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise LabelError(f"{path} is not valid JSON ({e}); delete the block directory and write it again") from e
-    missing = [k for k in ("block", "sources", "images", "mask", "coverage", "origin") if k not in meta]
-    if not isinstance(meta, dict) or missing:
+    if not isinstance(meta, dict):
+        raise LabelError(f"{path} is not a JSON object; it was not written by mapper labels")
+    own = "chip" if meta.get("format") == "mapper-labelled-chip/1" else "block"  # mapper.labels.chips
+    missing = [k for k in (own, "sources", "images", "mask", "coverage", "origin") if k not in meta]
+    if missing:
         raise LabelError(f"{path} lacks {', '.join(missing)}; it was not written by mapper labels")
     return meta
 
@@ -363,7 +366,7 @@ def _class_values(gdf, column: str) -> np.ndarray:
     return np.array(values, np.uint8)
 
 
-def _polygonal(geom):
+def polygonal(geom):
     """A valid (multi)polygon: invalid rings (self-intersections from hand drawing) are repaired, and the
     lines or points a repair may produce are dropped (rasterising a line would burn a stray pixel row)."""
     import shapely
@@ -386,7 +389,6 @@ def ingest_polygons(
     e.g. a pond drawn inside a field); without it every polygon is cropland. Pixels outside all polygons are
     not cropland (the labeller labelled the whole block); pixels without imagery in any of the mosaics are
     255 (ignore)."""
-    import geopandas as gpd
     import shapely
     from rasterio.features import rasterize
 
@@ -398,31 +400,16 @@ def ingest_polygons(
         if m.window != block.window(window.zoom):
             raise LabelError(f"the image is not the mosaic of block {block.id} (its grid differs); use that block's")
 
+    from mapper.labels.polygons import read_polygons
+
     path = Path(polygons_path)
     if not path.exists():
         raise FileNotFoundError(f"polygon file not found: {path}")
-    try:
-        gdf = gpd.read_file(path)
-    except Exception as e:  # pyogrio raises its own DataSourceError / DataLayerError
-        raise LabelError(f"cannot read {path} as vector data (GeoPackage, GeoJSON, Shapefile …): {e}") from e
-    gdf = gdf[gdf.geometry.notna() & ~gdf.geometry.is_empty]
-    if gdf.empty:
-        raise LabelError(f"{path} has no geometries; draw the block's cropland as polygons")
-    if gdf.crs is None:
-        raise LabelError(
-            f"{path} has no coordinate reference system; save it with one (QGIS: Export ▸ Save Features As, "
-            "choose the CRS; a Shapefile needs its .prj)"
-        )
-    kinds = set(gdf.geometry.geom_type)
-    if not kinds <= {"Polygon", "MultiPolygon"}:
-        raise LabelError(
-            f"{path} holds {', '.join(sorted(kinds - {'Polygon', 'MultiPolygon'}))} geometries; labels must be "
-            "polygons (Polygon / MultiPolygon)"
-        )
+    gdf, _, _ = read_polygons(path, "polygon file", make_valid=True)  # hand-drawn rings repaired, as ever
     column = next((c for c in gdf.columns if c.lower() in CLASS_COLUMNS), None)
     values = _class_values(gdf, column) if column is not None else np.ones(len(gdf), np.uint8)
 
-    geoms = np.array([_polygonal(g) for g in gdf.to_crs(CRS).geometry.values], dtype=object)
+    geoms = np.array([polygonal(g) for g in gdf.to_crs(CRS).geometry.values], dtype=object)
     box = shapely.box(*window.mercator_bounds)
     if shapely.area(shapely.intersection(box, shapely.union_all(geoms))) == 0:
         lon0, lat0, lon1, lat1 = gdf.to_crs("EPSG:4326").total_bounds

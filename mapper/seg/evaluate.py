@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,13 +32,26 @@ def select_samples(samples: Sequence[SegSample], max_images: int | None) -> list
     return [by_key[k] for k in keys]
 
 
+@dataclass(frozen=True)
+class ChipImage:
+    """A labelled chip's image as the segmenter and the overlays take it (no block grid)."""
+
+    rgb: np.ndarray
+    valid: np.ndarray
+
+
 def read_sample(sample: SegSample):
-    """(mosaic, target) of one labelled image: the BlockMosaic and the 0/1/255 target on its grid."""
+    """(mosaic, target) of one labelled image: the BlockMosaic (a ChipImage for a chip) and the 0/1/255 target
+    on its grid."""
     import rasterio
 
     from mapper.imagery.mosaic import read_mosaic
+    from mapper.labels.chips import CHIP_SOURCE, read_labelled_chip
     from mapper.labels.store import IGNORE, MASK_FILE, check_mask_values, image_file
 
+    if sample.source == CHIP_SOURCE:
+        chip = read_labelled_chip(sample.directory)
+        return ChipImage(chip.rgb, chip.valid), chip.target()
     mosaic = read_mosaic(sample.directory / image_file(sample.source))
     with rasterio.open(sample.directory / MASK_FILE) as src:
         target = src.read(1)
@@ -67,7 +81,8 @@ def evaluate_samples(
     def items():
         for i, s in enumerate(samples):
             mosaics[i], targets[i] = read_sample(s)
-            yield i, mosaics[i]
+            m = mosaics[i]
+            yield (i, (m.rgb, m.valid), s.gsd_m) if isinstance(m, ChipImage) else (i, m)
 
     total = np.zeros(4, np.int64)
     by_coverage: dict[str, np.ndarray] = {}
@@ -81,7 +96,7 @@ def evaluate_samples(
         by_coverage[key] = by_coverage.get(key, np.zeros(4, np.int64)) + counts
         windows += result.windows_run
         m = pixel_metrics(counts)
-        row = {"block": s.block_id, "source": s.source, "coverage": s.coverage, "iou": m["iou"],
+        row = {"block": s.block_id, "source": s.source, "coverage": s.coverage, "gsd_m": s.gsd_m, "iou": m["iou"],
                "truth_cropland": (m["counts"]["tp"] + m["counts"]["fn"]) / max(1, m["pixels"]),
                "predicted_cropland": (m["counts"]["tp"] + m["counts"]["fp"]) / max(1, m["pixels"])}  # fmt: skip
         rows.append(row)
@@ -94,6 +109,8 @@ def evaluate_samples(
         "blocks": len({r["block"] for r in rows}),
         "by_coverage": {k: pixel_metrics(v) for k, v in sorted(by_coverage.items())},
         "world_seeds": sorted({s.world_seed for s in samples if s.world_seed >= 0}),
+        "model_gsd_m": getattr(segmenter, "gsd_m", None),
+        "image_gsd_m": _gsd_range(samples),
         "windows": windows,
         "seconds": round(seconds, 1),
         "windows_per_second": round(windows / seconds, 2) if seconds > 0 else None,
@@ -101,10 +118,16 @@ def evaluate_samples(
     }
 
 
+def _gsd_range(samples: Sequence[SegSample]) -> list[float] | None:
+    sizes = [s.gsd_m for s in samples if s.gsd_m is not None]
+    return [round(min(sizes), 3), round(max(sizes), 3)] if sizes else None
+
+
 def write_overlay(path: Path | str, mosaic, target: np.ndarray, probability: np.ndarray, title: str = "",
                   crop: int = 512) -> Path:  # fmt: skip
-    """A PNG of one image: the block (¼ scale) and a full-resolution crop, each as image / prediction outlined
-    on the image / errors (green TP, red FP, blue FN, grey where ignored) / truth outlined."""
+    """A PNG of one image: the block (¼ scale) and a full-resolution crop (a chip under 1024 px: the whole chip
+    at full resolution), each as image / prediction outlined on the image / errors (green TP, red FP, blue FN,
+    grey where ignored) / truth outlined."""
     import cv2
 
     from mapper.store.atomic import atomic_path
@@ -128,7 +151,8 @@ def write_overlay(path: Path | str, mosaic, target: np.ndarray, probability: np.
     errors[ignored] = (128, 128, 128)
     panels = [rgb, outlined(rgb, pred, (255, 255, 0)), errors, outlined(rgb, truth, (0, 255, 255))]
     h, w = rgb.shape[:2]
-    small = [cv2.resize(p, (w // 4, h // 4), interpolation=cv2.INTER_AREA) for p in panels]
+    shrink = 4 if min(h, w) >= 1024 else 1  # a small chip is shown whole at full resolution
+    small = [cv2.resize(p, (w // shrink, h // shrink), interpolation=cv2.INTER_AREA) for p in panels]
     # the full-resolution crop: where truth and prediction disagree most, else the centre
     c = min(crop, h, w)
     err = (pred != truth) & ~ignored
@@ -149,7 +173,7 @@ def write_overlay(path: Path | str, mosaic, target: np.ndarray, probability: np.
     note = np.full((22, top.shape[1], 3), 255, np.uint8)
     cv2.putText(note, f"full resolution {c}x{c} px crop at row {r0}, col {c0}", (6, 16),
                 cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)  # fmt: skip
-    sheet = np.vstack([header, top, note, bottom])
+    sheet = np.vstack([header, top, note, bottom]) if shrink > 1 else np.vstack([header, top])  # small: whole
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     ok, png = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))

@@ -112,7 +112,7 @@ def fine_tune_seg(
         train, val = split_samples(samples, cfg.val_fraction, cfg.seed)
     weights = SampleWeights.recent(train, cfg.recent_weight, recent_round)
     log.info(
-        "fine-tuning %s (%s) for %d steps on %d images of %d blocks; %s",
+        "fine-tuning %s (%s) for %d steps on %d images of %d blocks or chips; %s",
         ckpt.path, spec.name, cfg.steps, len(train), len({s.block_id for s in train}), weights.rule,
     )  # fmt: skip
     return train_seg(

@@ -13,6 +13,11 @@ channels-last tensors; on CPUs in float32.
 
 The network sees R, G, B scaled to [0, 1] and normalised by the checkpoint's per-channel mean and std;
 pixels without imagery are set to the mean (0 after normalisation), and the probability there is NaN.
+
+**Pixel size.** A checkpoint that records its GSD (`input.gsd_m`) is fed imagery at that pixel size: an image
+of another GSD (a block's follows from its zoom and latitude; a chip's or array's is given with it) is
+resampled to the model's, predicted, and its probability resampled back onto the image's own grid
+(mapper.seg.resample). Older checkpoints record none and predict every image at its own pixel size.
 """
 
 from __future__ import annotations
@@ -25,8 +30,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mapper.imagery.mosaic import check_mosaic, mosaic_arrays
+from mapper.imagery.mosaic import BlockMosaic, check_mosaic, mosaic_arrays
 from mapper.seg.model import CLASSES, cropland_probability
+from mapper.seg.resample import (
+    needs_resampling,
+    resampled_shape,
+    resize_labels,
+    resize_probability,
+    resize_rgb,
+    window_gsd_m,
+)
 from mapper.seg.windows import BlendedProbability, Window, block_windows
 
 if TYPE_CHECKING:
@@ -61,6 +74,7 @@ class _Block:
     blend: BlendedProbability
     pending: int
     windows_run: int = 0
+    own: tuple | None = None  # (shape, valid) of the image's own grid, when it was resampled for the network
 
 
 @dataclass
@@ -75,13 +89,15 @@ class Segmenter:
     batch_size: int = 16
     meta: dict | None = None
     classes: tuple[str, ...] = CLASSES
+    gsd_m: float | None = None  # the pixel size the network learnt at (None: not recorded, no resampling)
 
     @classmethod
     def from_checkpoint(cls, checkpoint, batch_size: int = 16) -> Segmenter:
         meta = checkpoint.meta
         norm = meta["normalisation"]
         return cls(checkpoint.model, int(meta["input"]["size"]), int(meta["input"].get("overlap", 0)),
-                   tuple(norm["mean"]), tuple(norm["std"]), batch_size, meta, tuple(meta["classes"]))  # fmt: skip
+                   tuple(norm["mean"]), tuple(norm["std"]), batch_size, meta, tuple(meta["classes"]),
+                   meta["input"].get("gsd_m"))  # fmt: skip
 
     @property
     def device(self) -> torch.device:
@@ -123,16 +139,22 @@ class Segmenter:
         return prob.float().cpu().numpy()
 
     # ------------------------------------------------------------------------------------------ blocks
-    def predict(self, items: Iterable[tuple[Any, Any]]) -> Iterator[tuple[Any, SegResult]]:
-        """(key, result) for each (key, mosaic) in order; a mosaic is a BlockMosaic, an (rgb, valid) pair or
-        an (H, W, 3) uint8 array. ValueError for a mosaic of the wrong shape or dtype."""
+    def predict(self, items: Iterable[tuple]) -> Iterator[tuple[Any, SegResult]]:
+        """(key, result) for each (key, mosaic) or (key, mosaic, gsd_m) in order; a mosaic is a BlockMosaic (its
+        GSD follows from its grid), an (rgb, valid) pair or an (H, W, 3) uint8 array (GSD given, or unknown).
+        The result is on the mosaic's own grid. ValueError for a mosaic of the wrong shape or dtype."""
         blocks: deque[_Block] = deque()
         queue: list[tuple[_Block, Window]] = []
-        for key, m in items:
+        for key, m, *gsd in items:
             rgb, valid = mosaic_arrays(m)
             valid = check_mosaic(rgb, valid)
+            own = (valid.shape, valid)
+            image_gsd = gsd[0] if gsd else (window_gsd_m(m.window) if isinstance(m, BlockMosaic) else None)
+            if needs_resampling(image_gsd, self.gsd_m):
+                shape = resampled_shape(valid.shape, image_gsd, self.gsd_m)
+                rgb, valid = resize_rgb(rgb, shape), resize_labels(valid, shape)
             h, w = valid.shape
-            block = _Block(key, rgb, valid, BlendedProbability(h, w, self.overlap), 0)
+            block = _Block(key, rgb, valid, BlendedProbability(h, w, self.overlap), 0, own=own)
             if valid.any():
                 for win in block_windows(h, w, self.size, self.overlap):
                     if valid[win.row : win.row + win.height, win.col : win.col + win.width].any():
@@ -172,7 +194,13 @@ class Segmenter:
             b = blocks.popleft()
             prob = b.blend.result()
             prob[~b.valid] = np.nan
-            yield b.key, SegResult(prob, b.valid, b.windows_run)
+            valid = b.valid
+            if b.own is not None and b.own[0] != prob.shape:  # back onto the image's own grid
+                valid = b.own[1]
+                prob = resize_probability(prob, b.own[0])
+                prob[~valid] = np.nan
+                prob[valid & np.isnan(prob)] = 0.0  # an own pixel whose resampled neighbours had no imagery
+            yield b.key, SegResult(prob, valid, b.windows_run)
 
 
 def load_segmenter(

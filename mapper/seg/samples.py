@@ -4,10 +4,16 @@ their Mask2Former targets (used by mapper.seg.train, mapper.seg.finetune and lab
 **Samples.** Every image of a labelled block whose coverage type is one the segmentation is run on
 (`coverage`, by default Planting and Non-planting: cloudy, snowy and empty images are routed away by IQA
 and never segmented) is a sample; its target is the block's mask seen through that image
-(`LabelledBlock.target`: 255 where unlabelled or without imagery). Crops of `crop` px (the arch's window by
-default) are read from the GeoTIFFs on demand (windowed reads of the tiled files; nothing is held in
-memory but the batches), in a background thread that keeps `prefetch` batches ready, so data loading
-overlaps the network (the time the loop waits for data is logged with every validation).
+(`LabelledBlock.target`: 255 where unlabelled or without imagery). Every labelled chip (mapper.labels.chips:
+real labelled imagery at its own pixel size, no coverage type) is a sample too.
+
+**Pixel size.** Each sample knows its GSD (a block's from its zoom and latitude, a chip's as declared). Given
+the model's GSD, a crop of `crop` model pixels is read as the window of the same ground size in the sample's
+pixels and resampled (mapper.seg.resample), times a random scale from `scale` (augmentation).
+
+Crops of `crop` px (the arch's window by default) are read from the GeoTIFFs on demand (windowed reads of the
+tiled files; nothing is held in memory but the batches), in a background thread that keeps `prefetch` batches
+ready, so data loading overlaps the network (the time the loop waits for data is logged with every validation).
 
 **Weights.** A crop's image is drawn with probability proportional to its block's weight (`SampleWeights`:
 1 unless named). By default the blocks an active-learning campaign ingested last (label.json
@@ -53,12 +59,15 @@ class SegSample:
     cropland_fraction: float | None
     world_seed: int  # -1 for human labels
     al_round: int | None = None  # the active-learning round that ingested the block (label.json "al")
+    gsd_m: float | None = None  # ground metres per pixel (None: not known)
 
 
 def find_samples(roots: Sequence[Path | str], coverage: Sequence[str] | None = SEGMENTED_COVERAGE) -> list[SegSample]:
     """The images under labelled-block roots whose coverage type is in `coverage` (None: every image),
     from label.json alone. Incomplete blocks are skipped with a warning; none at all is a LabelError."""
+    from mapper.labels.chips import CHIP_SOURCE, chip_dirs, read_chip_json
     from mapper.labels.store import block_dirs, is_complete, read_label_json
+    from mapper.seg.resample import block_gsd_m
 
     out: list[SegSample] = []
     for root in roots:
@@ -70,11 +79,16 @@ def find_samples(roots: Sequence[Path | str], coverage: Sequence[str] | None = S
             meta = read_label_json(d)
             seed = int(meta.get("world", {}).get("seed", -1))
             al_round = (meta.get("al") or {}).get("round")
+            gsd = block_gsd_m(meta["block"], int(meta.get("zoom", 16)))
             for source in meta["sources"]:
                 cov = meta.get("coverage", {}).get(source)
                 if coverage is None or cov in coverage:
                     frac = meta.get("cropland_fraction")
-                    out.append(SegSample(d, meta["block"], source, cov, frac, seed, _round(al_round, d)))
+                    out.append(SegSample(d, meta["block"], source, cov, frac, seed, _round(al_round, d), gsd))
+        for d in chip_dirs(root):  # real labelled imagery: no coverage type, segmented as it is
+            meta = read_chip_json(d)
+            out.append(SegSample(d, meta["chip"], CHIP_SOURCE, None, meta.get("cropland_fraction"), -1, None,
+                                 float(meta["gsd_m"])))  # fmt: skip
     if not out:
         which = "any coverage" if coverage is None else f"coverage {', '.join(coverage)}"
         raise LabelError(f"no labelled image of {which} under {', '.join(map(str, roots))}")
@@ -140,32 +154,49 @@ def split_samples(samples: list[SegSample], fraction: float, seed: int) -> tuple
     return [s for s in samples if s.block_id not in held], [s for s in samples if s.block_id in held]
 
 
-def read_crop(sample: SegSample, row: int, col: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(rgb (S, S, 3) uint8, target (S, S) uint8 0/1/255) of a crop; pixels without imagery are IGNORE.
-    A crop reaching past the image's edge is padded with IGNORE."""
+def read_crop(sample: SegSample, row: int, col: int, size: int, out: int | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """(rgb (S, S, 3) uint8, target (S, S) uint8 0/1/255) of the crop of `size` px at (row, col), resampled to
+    `out` px (default: not resampled); pixels without imagery are IGNORE. A crop reaching past the image's edge
+    is padded with IGNORE."""
+    import warnings
+
     import rasterio
     from rasterio.windows import Window
 
+    from mapper.seg.resample import resize_labels, resize_rgb
+
     win = Window(col, row, size, size)
-    with rasterio.open(sample.directory / image_file(sample.source)) as src:
-        rgb = src.read(window=win, boundless=True, fill_value=0)
-        valid = src.read_masks(1, window=win, boundless=True) > 0
-    with rasterio.open(sample.directory / "mask.tif") as src:
-        target = src.read(1, window=win, boundless=True, fill_value=IGNORE)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)  # chips have no georeference
+        with rasterio.open(sample.directory / image_file(sample.source)) as src:
+            rgb = src.read(window=win, boundless=True, fill_value=0)
+            valid = src.read_masks(1, window=win, boundless=True) > 0
+        with rasterio.open(sample.directory / "mask.tif") as src:
+            target = src.read(1, window=win, boundless=True, fill_value=IGNORE)
     target[~valid] = IGNORE
-    return np.moveaxis(rgb, 0, -1), target
+    rgb = np.moveaxis(rgb, 0, -1)
+    if out is not None and out != size:
+        rgb, target = resize_rgb(rgb, (out, out)), resize_labels(target, (out, out))
+    return rgb, target
 
 
 def _image_shape(sample: SegSample) -> tuple[int, int]:
+    import warnings
+
     import rasterio
 
-    with rasterio.open(sample.directory / image_file(sample.source)) as src:
-        return src.height, src.width
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        with rasterio.open(sample.directory / image_file(sample.source)) as src:
+            return src.height, src.width
 
 
 class CropSampler:
     """Random labelled crops of a list of samples (image shapes read once), each sample drawn with probability
-    proportional to its weight (`weights`, one per sample; default all equal)."""
+    proportional to its weight (`weights`, one per sample; default all equal). With `gsd_m` (the model's pixel
+    size) each crop covers `size` model pixels of ground, resampled from the sample's own pixels; `scale`
+    (low, high) multiplies that ground size by a log-uniform random factor (augmentation)."""
 
     def __init__(
         self,
@@ -174,9 +205,14 @@ class CropSampler:
         min_labelled: float,
         tries: int = 20,
         weights: Sequence[float] | None = None,
+        gsd_m: float | None = None,
+        scale: tuple[float, float] = (1.0, 1.0),
     ):
         self.samples = list(samples)
         self.size, self.min_labelled, self.tries = size, min_labelled, tries
+        self.gsd_m, self.scale = gsd_m, (float(scale[0]), float(scale[1]))
+        if gsd_m is not None and any(s.gsd_m is None for s in self.samples):
+            raise LabelError("a sample without a known pixel size cannot be resampled to the model's; re-import it")
         self.shapes = [_image_shape(s) for s in self.samples]
         w = np.ones(len(self.samples)) if weights is None else np.asarray(weights, np.float64)
         if w.shape != (len(self.samples),) or not (np.isfinite(w).all() and (w > 0).all()):
@@ -185,22 +221,34 @@ class CropSampler:
         # weights existed are drawn again exactly; unequal ones invert the cumulative weights with one uniform.
         self._cumulative = None if (w == w[0]).all() else np.cumsum(w / w.sum())
 
-    def draw(self, rng: np.random.Generator) -> tuple[int, int, int]:
-        """(sample index, row, col) of one crop's top-left corner."""
+    def draw(self, rng: np.random.Generator) -> tuple[int, int, int, int]:
+        """(sample index, row, col, side) of one crop: its top-left corner and side in the sample's pixels."""
         if self._cumulative is None:
             i = int(rng.integers(len(self.samples)))
         else:  # side="right": a zero-width interval (none here: weights > 0) is never hit; min() for rounding
             i = min(int(np.searchsorted(self._cumulative, rng.random(), side="right")), len(self.samples) - 1)
+        side = self.source_side(i, rng)
         h, w = self.shapes[i]
-        row = int(rng.integers(max(1, h - self.size + 1)))
-        col = int(rng.integers(max(1, w - self.size + 1)))
-        return i, row, col
+        row = int(rng.integers(max(1, h - side + 1)))
+        col = int(rng.integers(max(1, w - side + 1)))
+        return i, row, col, side
+
+    def source_side(self, i: int, rng: np.random.Generator) -> int:
+        """The crop's side in sample i's pixels. Nothing is drawn without resampling or scale augmentation, so the
+        crops of runs from before pixel sizes existed are drawn again exactly."""
+        factor = 1.0
+        if self.gsd_m is not None:
+            factor = self.gsd_m / self.samples[i].gsd_m
+        low, high = self.scale
+        if (low, high) != (1.0, 1.0):
+            factor *= float(np.exp(rng.uniform(np.log(low), np.log(high))))
+        return max(8, round(self.size * factor))
 
     def crop(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         best = None
         for _ in range(self.tries):
-            i, row, col = self.draw(rng)
-            rgb, target = read_crop(self.samples[i], row, col, self.size)
+            i, row, col, side = self.draw(rng)
+            rgb, target = read_crop(self.samples[i], row, col, side, self.size)
             labelled = float(np.mean(target != IGNORE))
             if labelled >= self.min_labelled:
                 return rgb, target

@@ -73,6 +73,20 @@ class SegTrainConfig(StrictModel):
     seed: int = 0
     # draw weight of the blocks of the newest active-learning round present (label.json "al": {"round": k})
     recent_weight: float = Field(1.0, gt=0, allow_inf_nan=False)
+    # The model's pixel size in ground metres: every crop is resampled to it (mapper.seg.resample) and the
+    # checkpoint records it, so inference resamples other imagery to it. None: each sample at its own pixel
+    # size (only for blocks alone, as every model before pixel sizes existed; a fine-tune keeps its init's).
+    gsd_m: float | None = Field(None, ge=0.05, le=100)
+    # Random scale of each crop's ground size (log-uniform in [low, high]): a model that has seen 0.8-1.25×
+    # copes with imagery whose declared pixel size is a little off.
+    scale: tuple[float, float] = (1.0, 1.0)
+
+    @field_validator("scale")
+    @classmethod
+    def _scale_range(cls, v):
+        if not (0.25 <= v[0] <= v[1] <= 4.0):
+            raise ValueError(f"scale {list(v)} must be [low, high] with 0.25 <= low <= high <= 4")
+        return v
 
     @field_validator("coverage")
     @classmethod
@@ -181,8 +195,9 @@ def pixel_metrics(counts: np.ndarray) -> dict:
     }
 
 
-def validation_crops(samples: Sequence[SegSample], n: int, size: int, seed: int) -> list[tuple]:
-    sampler = CropSampler(samples, size, min_labelled=0.5)
+def validation_crops(samples: Sequence[SegSample], n: int, size: int, seed: int, gsd_m: float | None = None
+                     ) -> list[tuple]:  # fmt: skip
+    sampler = CropSampler(samples, size, min_labelled=0.5, gsd_m=gsd_m)
     rng = np.random.default_rng([seed, 23])
     return [sampler.crop(rng) for _ in range(n)]
 
@@ -233,6 +248,27 @@ def _sample_info(samples: Sequence[SegSample]) -> dict:
         "images_sha256": hashlib.sha256("\n".join(keys).encode()).hexdigest(),
         "world_seeds": sorted({s.world_seed for s in samples if s.world_seed >= 0}),
     }
+
+
+def model_gsd(cfg: SegTrainConfig, samples: Sequence[SegSample], init: Checkpoint | None = None,
+              resumed: Path | None = None) -> float | None:  # fmt: skip
+    """The pixel size the model learns at: the config's, else the init's or the resumed run's; None only when
+    every sample is a block (each then seen at its own pixel size, as before pixel sizes were recorded)."""
+    from mapper.labels.store import LabelError
+
+    gsd = cfg.gsd_m
+    if gsd is None and init is not None:
+        gsd = init.meta["input"].get("gsd_m")
+    if gsd is None and resumed is not None:
+        gsd = json.loads((Path(resumed) / "checkpoint.json").read_text())["input"].get("gsd_m")
+    chips = [s for s in samples if s.source == "chip"]
+    if gsd is None and chips:
+        sizes = sorted({s.gsd_m for s in chips})
+        raise LabelError(
+            f"{len(chips)} labelled chip(s) at {sizes[0]:g}-{sizes[-1]:g} m per pixel are among the samples; set "
+            "the model's pixel size, `gsd_m` in the training config (e.g. 2.0), so every sample is resampled to it"
+        )
+    return gsd
 
 
 def _init_record(init: Checkpoint) -> dict:
@@ -289,7 +325,9 @@ def train_seg(
         weights = SampleWeights.explicit(weights)
     dev = torch_device(device)
     t_start = time.perf_counter()
-    sampler = CropSampler(train, crop, cfg.min_labelled, weights=[weights.of(s.block_id) for s in train])
+    gsd_m = model_gsd(cfg, train, init, out if resume else None)
+    sampler = CropSampler(train, crop, cfg.min_labelled, weights=[weights.of(s.block_id) for s in train],
+                          gsd_m=gsd_m, scale=cfg.scale)  # fmt: skip
     init_record = _init_record(init) if init is not None else None
     history: list[dict] = []
     done, prior_seconds = 0, 0.0
@@ -322,8 +360,8 @@ def train_seg(
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     if resume:
         restore_optimizer(opt, ckpt.extra[TRAIN_STATE], meta["training"]["optimizer_groups"])
-    segmenter = Segmenter(model, spec.input.size, spec.input.overlap, mean, std)
-    val_set = validation_crops(val, cfg.val_crops, crop, cfg.seed) if val else []
+    segmenter = Segmenter(model, spec.input.size, spec.input.overlap, mean, std, gsd_m=gsd_m)
+    val_set = validation_crops(val, cfg.val_crops, crop, cfg.seed, gsd_m) if val else []
     mean_t = torch.tensor(mean, device=dev).view(1, 3, 1, 1) * 255.0
     std_t = torch.tensor(std, device=dev).view(1, 3, 1, 1) * 255.0
     base_info = {
@@ -396,7 +434,8 @@ def train_seg(
                 "arch": spec.arch,
                 "classes": list(CLASSES),
                 "normalisation": {"mean": list(mean), "std": list(std)},
-                "input": {"size": spec.input.size, "overlap": spec.input.overlap, "channels": list(CHANNELS)},
+                "input": {"size": spec.input.size, "overlap": spec.input.overlap, "channels": list(CHANNELS),
+                          **({"gsd_m": gsd_m} if gsd_m is not None else {})},  # none: seen at their own
                 "training": training,
             }
             save_checkpoint(out, model, ckpt_meta, None if finished else {TRAIN_STATE: opt_tensors})
