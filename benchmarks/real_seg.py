@@ -168,34 +168,22 @@ def curve(out: Path, steps: int, fractions, max_world_images: int) -> dict:
     return results
 
 
-def report(results: dict, steps: int, info: dict, world_images: int) -> list[str]:
-    lines = [f"## Segmentation on real imagery: gid15 learning curve ({time.strftime('%Y-%m-%d')})", "",
-             f"Machine: {info.get('cpu')}, {info.get('cores', '?')} cores, {info.get('ram')}; torch CPU. "
-             f"`python -m benchmarks.real_seg curve --steps {steps}`. Held out: the gid15 test chips (the last 20 % "
-             "of each scene class in manifest order; GID, Tong et al. 2020; chips of XiangtaoZheng/GID-MTL, "
-             f"research use) and world seed 1 ({world_images} images). Fine-tunes of seg-default with "
-             "configs/train_seg_real.yaml (2 m, scale 0.75-1.33).", "",
-             "| model | training chips | gid15 test IoU | precision | recall | world seed 1 IoU | train s |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
-    for name, r in results.items():
-        g, w = r["gid15_test"], r["world_seed1"]
-        lines.append(f"| {name} | {r['train_chips']} | {g['iou']:.3f} | {g['precision']:.3f} | {g['recall']:.3f} "
-                     f"| {w['iou']:.3f} | {r['train_seconds']} |")  # fmt: skip
-    return [*lines, ""]
-
-
-def evaluation_report(results: dict, info: dict, world_images: int) -> list[str]:
+def report(results: dict, info: dict, world_images: int, command: str) -> list[str]:
+    """The RESULTS.md section: pooled pixel metrics of each model on both held-out sets (and, for curve points,
+    the training chips and seconds)."""
     lines = [f"## Segmentation on real imagery: held-out gid15 chips and world seed 1 ({time.strftime('%Y-%m-%d')})",
              "", f"Machine: {info.get('cpu')}, {info.get('cores', '?')} cores, {info.get('ram')}; torch CPU. "
-             "`python -m benchmarks.real_seg evaluate`: pooled pixel IoU of each checkpoint on the 153 gid15 test "
-             "chips (the last 20 % of each scene class in manifest order, 4 m Gaofen-2; GID, Tong et al. 2020, chips "
-             f"of XiangtaoZheng/GID-MTL, research use) and on {world_images} images of world seed 1 (held out).", "",
-             "| checkpoint | model GSD | gid15 IoU | precision | recall | world seed 1 IoU | precision | recall |",
-             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+             f"`python -m benchmarks.real_seg {command}`: pooled pixel IoU on the 153 gid15 test chips (the last 20 % "
+             "of each scene class in manifest order, 4 m Gaofen-2; GID, Tong et al. 2020, chips of "
+             f"XiangtaoZheng/GID-MTL, research use) and on {world_images} images of world seed 1 (held out). Trained "
+             "models are fine-tunes of seg-default by configs/train_seg_real.yaml (2 m, scale 0.75-1.33).", "",
+             "| model | model GSD | training chips | gid15 IoU | precision | recall | world seed 1 IoU | precision | "
+             "recall | train s |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for name, r in results.items():
         g, w = r["gid15_test"], r["world_seed1"]
-        lines.append(f"| {name} | {g.get('model_gsd_m') or 'native'} | {g['iou']:.3f} | {g['precision']:.3f} | "
-                     f"{g['recall']:.3f} | {w['iou']:.3f} | {w['precision']:.3f} | {w['recall']:.3f} |")  # fmt: skip
+        lines.append(f"| {name} | {g.get('model_gsd_m') or 'native'} | {r.get('train_chips', '-')} | {g['iou']:.3f} | "
+                     f"{g['precision']:.3f} | {g['recall']:.3f} | {w['iou']:.3f} | {w['precision']:.3f} | "
+                     f"{w['recall']:.3f} | {r.get('train_seconds', '-')} |")  # fmt: skip
     return [*lines, ""]
 
 
@@ -220,7 +208,7 @@ def main(argv=None) -> None:
         from benchmarks.run import append_results, machine_info
 
         results = curve(args.out, args.steps, args.fractions, args.max_world_images)
-        lines = report(results, args.steps, machine_info(), args.max_world_images)
+        lines = report(results, machine_info(), args.max_world_images, f"curve --steps {args.steps}")
         print("\n".join(lines))
         if args.record:
             append_results(lines)
@@ -231,7 +219,7 @@ def main(argv=None) -> None:
         for ckpt in args.checkpoint or ["seg-default"]:
             results[ckpt] = evaluate(args.out, ckpt, args.max_world_images)
             print(json.dumps({ckpt: results[ckpt]}, indent=2), flush=True)
-        lines = evaluation_report(results, machine_info(), args.max_world_images)
+        lines = report(results, machine_info(), args.max_world_images, "evaluate")
         print("\n".join(lines))
         if args.record:
             append_results(lines)
