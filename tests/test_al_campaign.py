@@ -41,10 +41,12 @@ def test_the_ledger_counts_extra_rounds_per_province_and_waives_pcs_after_three(
     ledger = _ledger(tmp_path, [{"Guizhou": 2}, {"Guizhou": 1, "Hunan": 2}, {"Guizhou": 2}, {"Guizhou": 1}])
     assert ledger.extra_rounds("Guizhou") == 3 and ledger.extra_rounds("Hunan") == 0
     assert ledger.extra_rounds("Yunnan") == 0
-    cloudy = {"iou": 0.9, "semantic_correctness": 0.9, "pcs": 0.6}
+    cloudy = {"iou": 0.9, "semantic_correctness": 0.9, "pcs": 0.6, "poor_imagery_share": 0.5}
     v = verdicts({"Guizhou": cloudy, "Hunan": cloudy}, ledger, ["Guizhou", "Hunan"])
     assert v["Guizhou"]["stop"] and v["Guizhou"]["waived"] == ["pcs"] and v["Guizhou"]["extra_rounds"] == 3
     assert not v["Hunan"]["stop"] and v["Hunan"]["failing"] == ["pcs"]
+    clear = {**cloudy, "poor_imagery_share": 0.1}  # three extra rounds, but its imagery is fine: no waiver
+    assert not verdicts({"Guizhou": clear}, ledger, ["Guizhou"])["Guizhou"]["stop"]
     fewer = _ledger(tmp_path, [{"Guizhou": 2}, {"Guizhou": 1}, {"Guizhou": 2}])
     assert not verdicts({"Guizhou": cloudy}, fewer, ["Guizhou"])["Guizhou"]["stop"], "two extra rounds: not yet"
     assert ledger.labelled_blocks() == ["b1", "b2", "b3", "b4"]
@@ -53,10 +55,10 @@ def test_the_ledger_counts_extra_rounds_per_province_and_waives_pcs_after_three(
 def test_a_worse_candidate_is_not_adopted():
     assert accept({"iou": 0.80}, None, 0.0)[0], "the starting models are in force"
     assert accept({"iou": 0.86}, {"iou": 0.85}, 0.0)[0]
-    assert accept({"iou": 0.85}, {"iou": 0.85}, 0.0)[0], "not worse is enough"
+    assert not accept({"iou": 0.85}, {"iou": 0.85}, 0.0)[0], "better on no level: the models in force stay"
     adopted, why = accept({"iou": 0.849}, {"iou": 0.85}, 0.0)
     assert not adopted and "kept" in why
-    assert accept({"iou": 0.849}, {"iou": 0.85}, 0.002)[0], "within the tolerance"
+    assert accept({"iou": 0.849, "pcs": 0.99}, {"iou": 0.85, "pcs": 0.95}, 0.002)[0], "IoU within the tolerance"
     assert not accept({"iou": None}, {"iou": 0.85}, 0.0)[0]
 
 

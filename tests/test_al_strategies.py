@@ -8,6 +8,7 @@ from click.testing import CliRunner
 from pydantic import ValidationError
 
 from mapper.al.picker import Pick
+from mapper.al.pool import SelectionError
 from mapper.al.select import select_blocks
 from mapper.al.strategies import Context, Strategy, base, get_strategy, register, strategy_names
 from mapper.config.models import AlConfig, SelectionSettings
@@ -20,6 +21,10 @@ def test_every_strategy_module_registers_itself():
     assert get_strategy("random").needs(SelectionSettings()) == ()
     weights = {"error": 1, "uncertainty": 0, "disagreement": 2}
     assert get_strategy("combined").needs(SelectionSettings(weights=weights)) == ("error", "disagreement")
+    # a one-source pool: the combined score keeps the components one source gives
+    assert get_strategy("combined").needs(SelectionSettings(), ("a",)) == ("uncertainty",)
+    with pytest.raises(SelectionError, match=r"components \(error, disagreement\) need two sources"):
+        get_strategy("combined").needs(SelectionSettings(weights=weights), ("a",))
 
 
 def test_the_config_and_the_cli_read_the_registry():

@@ -18,7 +18,7 @@ from mapper.validation.pixels import pixel_counts, pixel_metrics
 from mapper.validation.provinces import province_comparison
 from mapper.validation.sampling import ratio_estimate, t_quantile
 from mapper.validation.semantic import final_model_class
-from mapper.validation.stop import stop_verdict
+from mapper.validation.stop import STOP_THRESHOLDS, stop_verdict
 from mapper.validation.truth import grid_problem
 from mapper.validation.validate import ValidationInputError
 
@@ -101,11 +101,51 @@ def test_stop_verdict_names_the_failing_criteria():
 def test_unmeasured_criteria_fail_and_the_extra_rounds_exception_waives_only_pcs():
     v = stop_verdict(None, 0.9, 1.0, unmeasured={"iou": "no labelled block"})
     assert v["failing"] == ["iou"] and "not measured: no labelled block" in v["criteria"]["iou"]["reason"]
-    assert stop_verdict(0.9, 0.9, 0.6, extra_rounds=2)["failing"] == ["pcs"]
-    waived = stop_verdict(0.9, 0.9, 0.6, extra_rounds=3)
+    cloudy = {"poor_imagery_share": 0.5}
+    assert stop_verdict(0.9, 0.9, 0.6, extra_rounds=2, **cloudy)["failing"] == ["pcs"]
+    waived = stop_verdict(0.9, 0.9, 0.6, extra_rounds=3, **cloudy)
     assert waived["stop"] and waived["waived"] == ["pcs"] and waived["failing"] == []
-    assert stop_verdict(0.7, 0.9, 0.6, extra_rounds=3)["failing"] == ["iou"]  # IoU is never waived
-    assert stop_verdict(0.9, 0.9, None, extra_rounds=5)["failing"] == ["pcs"]  # no statistic: nothing to waive
+    assert "50% of its blocks have poor imagery" in waived["criteria"]["pcs"]["reason"]
+    assert stop_verdict(0.7, 0.9, 0.6, extra_rounds=3, **cloudy)["failing"] == ["iou"]  # IoU is never waived
+    assert stop_verdict(0.9, 0.9, None, extra_rounds=5, **cloudy)["failing"] == ["pcs"]  # no statistic: no waiver
+
+
+def test_the_pcs_waiver_is_only_for_provinces_with_poor_imagery():
+    """Defect g: three extra rounds waive a short PCS only where clouds or poor imagery explain it."""
+    clear = stop_verdict(0.9, 0.9, 0.7, extra_rounds=3, poor_imagery_share=0.05)
+    assert not clear["stop"] and clear["failing"] == ["pcs"] and clear["waived"] == []
+    assert "not waived after 3 extra rounds: 5% of its blocks" in clear["criteria"]["pcs"]["reason"]
+    cloudy = stop_verdict(0.9, 0.9, 0.7, extra_rounds=3, poor_imagery_share=0.45)
+    assert cloudy["stop"] and cloudy["waived"] == ["pcs"]
+    unknown = stop_verdict(0.9, 0.9, 0.7, extra_rounds=3)
+    assert not unknown["stop"] and "share of poor imagery is unknown" in unknown["criteria"]["pcs"]["reason"]
+    assert stop_verdict(0.9, 0.9, 0.7, extra_rounds=3, poor_imagery_share=0.3)["stop"]  # the threshold is inclusive
+    stricter = {**STOP_THRESHOLDS, "waiver_min_poor_imagery_share": 0.6}
+    assert not stop_verdict(0.9, 0.9, 0.7, 3, stricter, poor_imagery_share=0.45)["stop"]
+
+
+def test_the_lower_bound_rule_asks_the_interval_to_clear_the_threshold():
+    intervals = {"iou": [0.84, 0.93], "semantic_correctness": [0.86, 0.95], "pcs": [0.82, 1.1]}
+    point = stop_verdict(0.9, 0.9, 0.95, intervals=intervals)
+    assert point["stop"] and point["rule"] == "point" and "(95 % CI 0.840-0.930)" in point["criteria"]["iou"]["reason"]
+    low = stop_verdict(0.9, 0.9, 0.95, intervals=intervals, rule="lower_bound")
+    assert not low["stop"] and low["failing"] == ["iou"]
+    assert low["criteria"]["iou"]["reason"] == "IoU 0.900 (95 % CI 0.840-0.930): lower end 0.840 < 0.85"
+    assert low["criteria"]["iou"]["decided_on"] == "lower end" and low["criteria"]["pcs"]["met"]
+    # a criterion without an interval falls back to its point value, and says so
+    fallback = stop_verdict(0.9, 0.9, 0.95, intervals={**intervals, "iou": None}, rule="lower_bound")
+    assert fallback["stop"] and fallback["criteria"]["iou"]["decided_on"] == "point"
+    assert "no interval: decided on the point value" in fallback["criteria"]["iou"]["reason"]
+    with pytest.raises(ValueError, match="stop rule"):
+        stop_verdict(0.9, 0.9, 0.9, rule="median")
+
+
+def test_the_stop_thresholds_are_defined_once_in_the_config():
+    from mapper.config.models import AlConfig, StopThresholds
+
+    assert StopThresholds().model_dump() == STOP_THRESHOLDS
+    assert AlConfig.model_fields["stop_rule"].default == "lower_bound"
+    assert StopThresholds().waiver_min_poor_imagery_share == 0.3
 
 
 # ---------------------------------------------------------------------------------------------- pieces

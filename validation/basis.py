@@ -1,12 +1,14 @@
 """What a validation was computed from, so that `mapper report` can reuse RUN_DIR/validation.json instead of
 validating a province-sized run again (hours of truth rendering or label reading).
 
-    validation_basis(run, labels, statistics, extra_rounds) -> dict
+    validation_basis(run, labels, statistics, extra_rounds, stop_rule="point") -> dict
 
 The basis names the package version, the run's identity (run.json), every done block's final result and
 final-map file (size and modification time), the labels (every file's size and modification time) and
-the statistics table (its SHA-256), and the extra rounds. Two validations with equal bases read the same
-inputs, so their reports are equal; anything that changes a number changes the basis."""
+the statistics table (its SHA-256), the extra rounds, the stop rule and the intervals' method (seed and
+resamples of the bootstrap; a report saved before intervals existed is not reused). Two validations with
+equal bases read the same inputs, so their reports are equal; anything that changes a number changes the
+basis."""
 
 from __future__ import annotations
 
@@ -15,7 +17,11 @@ import json
 from pathlib import Path
 
 
-def validation_basis(run, labels: Path | str | None, statistics: Path | str | None, extra_rounds: int) -> dict:
+def validation_basis(
+    run, labels: Path | str | None, statistics: Path | str | None, extra_rounds: int, stop_rule: str = "point"
+) -> dict:
+    from mapper.validation.intervals import METHOD
+
     from mapper import __version__
 
     return {
@@ -25,6 +31,8 @@ def validation_basis(run, labels: Path | str | None, statistics: Path | str | No
         "labels": _tree_digest(Path(labels)) if labels is not None else None,
         "statistics": _digest(Path(statistics).read_bytes()) if statistics is not None else None,
         "extra_rounds": int(extra_rounds),
+        "stop_rule": stop_rule,
+        "intervals": METHOD,
     }
 
 

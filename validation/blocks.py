@@ -24,12 +24,24 @@ class Totals:
     truth_classes: dict[str, list[str]] = field(default_factory=dict)
     model_on_truth: dict[str, list[str]] = field(default_factory=dict)  # model's class on the same blocks
     model_classes: dict[str, list[str]] = field(default_factory=dict)
+    block_counts: dict[str, list[np.ndarray]] = field(default_factory=dict)  # each block's counts: the bootstrap
 
     def __post_init__(self):
         for m in self.maps:
             self.counts[m] = np.zeros(5)
             self.blocks[m] = 0
             self.truth_classes[m], self.model_on_truth[m], self.model_classes[m] = [], [], []
+            self.block_counts[m] = []
+
+    def iou_parts(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """Per block TP and TP + FP + FN of a map (m²): the numerator and denominator of its pooled IoU."""
+        c = np.array(self.block_counts[name]).reshape(-1, 5)
+        return c[:, 0], c[:, :3].sum(axis=1)
+
+    def area_ratio_parts(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """Per block mapped (TP + FP) and true (TP + FN) cropland of a map over the labelled pixels (m²)."""
+        c = np.array(self.block_counts[name]).reshape(-1, 5)
+        return c[:, 0] + c[:, 1], c[:, 0] + c[:, 2]
 
     @property
     def truth_blocks(self) -> int:
@@ -43,6 +55,7 @@ class Totals:
         """A block where the map was judged against the truth (the model's class kept beside, to compare)."""
         self.counts[name] += counts
         self.blocks[name] += 1
+        self.block_counts[name].append(np.asarray(counts, np.float64))
         self.truth_classes[name].append(truth_class)
         if model_class is not None:
             self.model_on_truth[name].append(model_class)
@@ -57,6 +70,7 @@ class Evaluation:
     per_province: dict[str, Totals]  # province name -> its blocks' totals
     unit_truth: dict[str, dict[str, float]] | None  # world runs: true cropland m² per province / prefecture code
     problems: list[str]  # maps that are not on the block grid
+    block_truth: dict[str, dict[str, float]] = field(default_factory=dict)  # world runs: block -> {province code: m²}
 
 
 def evaluate_blocks(run: RunData, labels: LabelSet | None, seed: int | None, units, progress: bool) -> Evaluation:
@@ -127,6 +141,8 @@ class _BlockEvaluator:
             world_truth = block_truth(self.world, block)
             mask = world_truth.cropland.astype(np.uint8)  # as mapper.labels.world.write_world_block writes mask.tif
             for kind, values in _unit_truth(mask, block, window, self.units).items():
+                if kind == "provinces":  # per block too: the like-for-like PCS is bootstrapped by blocks
+                    self.result.block_truth[block.id] = dict(values)
                 for code, m2 in values.items():
                     self.result.unit_truth[kind][code] = self.result.unit_truth[kind].get(code, 0.0) + m2
         if self.labels is not None:

@@ -8,6 +8,12 @@ comparison, so a map that lost imagery over cropland is charged the omission. Th
 `mapper.decide.pipeline.integrated_iou` (candidate masks are `pred == 1` over all labelled pixels), so the
 numbers are comparable; the labelled area without imagery is reported beside each map (`no_imagery_ha`).
 A ratio with a zero denominator (no cropland in the truth nor in the map) is None, never 1 or 0.
+
+Each map's pooled IoU carries `ci95`, its 95 % interval by the block bootstrap (validation/intervals.py:
+blocks resampled, TP and TP + FP + FN summed again). Beside it, `area_ratio` = (TP + FP) / (TP + FN): the
+map's cropland against the true cropland of the same labelled pixels — the like-for-like PCS of the sample
+of blocks with truth (what a campaign's acceptance rule compares; mapper.al.verdict) — with its own
+bootstrap interval `area_ratio_ci95`.
 """
 
 from __future__ import annotations
@@ -71,9 +77,18 @@ def pixel_metrics(counts: np.ndarray) -> dict:
 
 def pixel_section(overall: Totals, maps: list[str], truth_label: str | None) -> dict:
     """The report's pixel_iou: each map's pooled metrics over the blocks with truth."""
+    from mapper.validation.intervals import ci95
+
     out: dict = {"truth": truth_label, "blocks": overall.truth_blocks, "no_imagery": NO_IMAGERY_RULE, "maps": maps}
     for name in maps:
-        out[name] = {**pixel_metrics(overall.counts[name]), "blocks": overall.blocks[name]}
+        tp, fp, fn = (float(v) for v in overall.counts[name][:3])
+        out[name] = {
+            **pixel_metrics(overall.counts[name]),
+            "ci95": ci95(*overall.iou_parts(name)),
+            "area_ratio": _ratio(tp + fp, tp + fn),
+            "area_ratio_ci95": ci95(*overall.area_ratio_parts(name)),
+            "blocks": overall.blocks[name],
+        }
     if truth_label is None:
         out["note"] = "no truth: give --labels DIR (labelled blocks), or run on simulated-world sources"
     return out

@@ -20,6 +20,19 @@ evaluation criterion |PCS − 1| ≤ 10 %. The comparison (`comparison`) is one 
 - "none": no comparison is possible (no block of the province mapped; a bbox over part of the province with
   a whole-province statistic only; no statistic at all); the reason is in `note`.
 
+**Intervals.** Each province's PCS carries `pcs_ci95` and `pcs_ci95_from` saying how it was computed:
+
+- a sample estimate of the province: the ratio estimator's 95 % interval of the province total divided by
+  the statistic (validation/sampling.py; the statistic is taken as exact);
+- like for like on a sample of blocks ("same area (world truth)"): the block bootstrap of the ratio
+  Σ mapped / Σ truth over the mapped blocks (validation/intervals.py);
+- the whole province mapped: none (a census has no sampling error; the point value decides).
+
+The final map's IoU and semantic correctness over the province's blocks carry `iou_ci95` and
+`semantic_correctness_ci95` (the block bootstrap). The stop verdict (validation/stop.py) gets these
+intervals, the stop rule, and the province's share of blocks with poor imagery (`poor_imagery`,
+validation/imagery.py), on which the waiver for cloudy provinces depends.
+
 Prefectures: for world sources every prefecture with mapped blocks is compared with the world's truth of the
 same pixels; official statistics exist for provinces only.
 """
@@ -34,7 +47,7 @@ import numpy as np
 from mapper.validation.blocks import Totals
 from mapper.validation.pixels import HA, pixel_metrics
 from mapper.validation.run_data import FINAL, RunData
-from mapper.validation.semantic import correct_rate
+from mapper.validation.semantic import correct_ci95, correct_rate
 from mapper.validation.stop import stop_verdict
 
 
@@ -63,11 +76,13 @@ def province_comparison(
     statistic=None,
     same_area_truth_m2: float | None = None,
     truth_label: str = "",
+    sample_truth: Iterable[float] | None = None,
 ) -> dict:
     """The area comparison of one province (see the module docstring). `mapped_m2`, `land_m2`: the final map's
     cropland and land inside the province over the mapped blocks; `sample_y`, `sample_x`: the same per mapped
     block; `statistic`: a whole-province mapper.maps.statistics.Statistic, or None when the reference is the
-    world's truth of the mapped pixels (`same_area_truth_m2`)."""
+    world's truth of the mapped pixels (`same_area_truth_m2`); `sample_truth`: that truth per mapped block (as
+    `sample_y`), for the block bootstrap of the like-for-like PCS."""
     from mapper.validation.sampling import ratio_estimate
 
     from mapper.maps.statistics import within_criterion
@@ -85,6 +100,7 @@ def province_comparison(
         "statistic_source": None,
         "pcs": None,
         "pcs_ci95": None,
+        "pcs_ci95_from": None,
         "within_10pct": None,
         "comparison": "none",
         "note": "",
@@ -95,6 +111,7 @@ def province_comparison(
     est = ratio_estimate(y, x, province_area_m2, max(int(blocks_in_province), len(y))) if spread_sample else None
     if statistic is None:  # the world's truth of the same pixels
         _compare_with_same_area_truth(out, mapped_m2, complete, same_area_truth_m2, truth_label)
+        _like_for_like_interval(out, y, sample_truth, complete)
     else:
         _compare_with_statistic(out, mapped_m2, complete, statistic, est)
     out["within_10pct"] = within_criterion(out["pcs"])
@@ -145,6 +162,7 @@ def _compare_with_statistic(out: dict, mapped_m2: float, complete: bool, statist
         )
         if statistic.hectares and est.ci95:
             out["pcs_ci95"] = [v / HA / statistic.hectares for v in est.ci95]
+            out["pcs_ci95_from"] = "ratio estimator: the province total's 95 % interval / the statistic"
     else:
         out["note"] = (
             "the run mapped part of the province but not a spread sample of its blocks (a bbox); "
@@ -154,6 +172,23 @@ def _compare_with_statistic(out: dict, mapped_m2: float, complete: bool, statist
         out["pcs"] = pcs(out["mapped_ha"], statistic)
         if out["pcs"] is None and not statistic.available:
             out["note"] = f"no statistic: {statistic.note}"
+
+
+def _like_for_like_interval(out: dict, y: np.ndarray, sample_truth, complete: bool) -> None:
+    """The block bootstrap of Σ mapped / Σ truth over the mapped blocks (a census has no sampling error)."""
+    from mapper.validation.intervals import METHOD, ci95
+
+    if complete:
+        out["pcs_ci95_from"] = "none: the whole province was mapped (a census has no sampling error)"
+        return
+    if out["pcs"] is None or sample_truth is None:
+        return
+    truth = np.asarray(list(sample_truth), np.float64)
+    if truth.shape != y.shape:
+        raise ValueError(f"sample_truth has {truth.shape} values for {y.shape} mapped blocks")
+    out["pcs_ci95"] = ci95(y, truth)
+    if out["pcs_ci95"] is not None:
+        out["pcs_ci95_from"] = METHOD
 
 
 def _ci95_ha(est) -> list[float] | None:
@@ -193,8 +228,9 @@ class _ProvinceBlocks:
 class _ProvinceComparer:
     """The area comparison of each province of a run; what the provinces share is read once."""
 
-    def __init__(self, run: RunData, unit_truth: dict | None, user_stats: dict | None):
+    def __init__(self, run: RunData, unit_truth: dict | None, user_stats: dict | None, block_truth: dict | None):
         self.run, self.unit_truth, self.user_stats = run, unit_truth, user_stats
+        self.block_truth = block_truth if unit_truth is not None else None  # world runs: block -> {pcode: m²}
         self.seed = run.world_seed
         self.per_block_units = {b: r.get("provinces", {}) for b, r in run.final.items()}
         self.blocks_in = run.store.meta("region_blocks_per_province", {}) or {}
@@ -213,8 +249,11 @@ class _ProvinceComparer:
     def compare(self, province, blocks: _ProvinceBlocks) -> dict:
         from mapper.grid.area import geodesic_area_m2
 
-        units = (self.per_block_units[b].get(province.pcode) for b in self.run.done)
-        sample = [v for v in units if v is not None]
+        mapped = [b for b in self.run.done if self.per_block_units[b].get(province.pcode) is not None]
+        sample = [self.per_block_units[b][province.pcode] for b in mapped]
+        truth = None
+        if self.block_truth is not None:
+            truth = [self.block_truth.get(b, {}).get(province.pcode, 0.0) for b in mapped]
         y = [c for c, _ in sample]
         x = [land for _, land in sample]
         statistic, kind = _statistic_for(province, self.run, self.user_stats)
@@ -231,6 +270,7 @@ class _ProvinceComparer:
             statistic=statistic,
             same_area_truth_m2=(self.unit_truth or {}).get("provinces", {}).get(province.pcode, 0.0),
             truth_label=(f"simulated world, seed {seed}: true cropland of the same pixels" if seed is not None else ""),
+            sample_truth=truth,
         )
         if kind == "world" and "province_estimate" in comparison:
             _add_world_statistic(comparison["province_estimate"], seed, province)
@@ -255,50 +295,75 @@ def _add_world_statistic(estimate: dict, seed: int, province) -> None:
 
 
 def province_sections(
-    run: RunData, per_province: dict[str, Totals], unit_truth, user_stats, extra_rounds: int, truth_label: str | None
+    run: RunData,
+    per_province: dict[str, Totals],
+    unit_truth,
+    user_stats,
+    extra_rounds: int,
+    truth_label: str | None,
+    *,
+    block_truth: dict | None = None,
+    stop_rule: str = "point",
 ) -> list[dict]:
     """The report's provinces: each province's area comparison, the final map's IoU and semantic correctness
-    over its blocks, and its stop verdict."""
-    comparer = _ProvinceComparer(run, unit_truth, user_stats)
+    over its blocks with their intervals, its share of poor imagery, and its stop verdict (by `stop_rule`)."""
+    from mapper.validation.imagery import poor_imagery
+
+    comparer = _ProvinceComparer(run, unit_truth, user_stats, block_truth)
+    poor = poor_imagery(run)
     out = []
     for province in run.region.provinces:
         blocks = comparer.blocks(province)
         comparison = comparer.compare(province, blocks)
-        totals = per_province.get(province.name) or Totals(run.maps)
-        iou, sc, sc_from, sc_n = _final_map_scores(totals)
-        unmeasured = {
-            "iou": f"no block of {province.name} has truth" + ("" if truth_label else " (give --labels DIR)"),
-            "semantic_correctness": f"no block of {province.name} mapped",
-            "pcs": comparison["note"] or "no comparison",
+        scores = _final_map_scores(per_province.get(province.name) or Totals(run.maps))
+        entry = {
+            "province": province.name,
+            "pcode": province.pcode,
+            **comparison,
+            "blocks_done": int(blocks.done),
+            "blocks_planned": blocks.planned,
+            "blocks_in_province": blocks.in_province,
+            "region_covers_province": bool(blocks.covers),
+            **scores,
+            "poor_imagery": poor.get(province.name),
         }
-        out.append(
-            {
-                "province": province.name,
-                "pcode": province.pcode,
-                **comparison,
-                "blocks_done": int(blocks.done),
-                "blocks_planned": blocks.planned,
-                "blocks_in_province": blocks.in_province,
-                "region_covers_province": bool(blocks.covers),
-                "iou": iou,
-                "truth_blocks": int(totals.blocks[FINAL]),
-                "semantic_correctness": sc,
-                "semantic_correctness_from": sc_from,
-                "semantic_correctness_n": sc_n,
-                "stop": stop_verdict(iou, sc, comparison["pcs"], extra_rounds, unmeasured=unmeasured),
-            }
-        )
+        entry["stop"] = _province_stop(entry, extra_rounds, truth_label, stop_rule)
+        out.append(entry)
     return out
 
 
-def _final_map_scores(totals: Totals) -> tuple[float | None, float | None, str, int]:
-    """The final map's pooled IoU, and its semantic correctness (from the truth where any, else the model)."""
+def _province_stop(p: dict, extra_rounds: int, truth_label: str | None, stop_rule: str) -> dict:
+    """The stop verdict of one province's entry: its values, intervals and share of poor imagery."""
+    unmeasured = {
+        "iou": f"no block of {p['province']} has truth" + ("" if truth_label else " (give --labels DIR)"),
+        "semantic_correctness": f"no block of {p['province']} mapped",
+        "pcs": p["note"] or "no comparison",
+    }
+    intervals = {"iou": p["iou_ci95"], "semantic_correctness": p["semantic_correctness_ci95"], "pcs": p["pcs_ci95"]}
+    share = (p["poor_imagery"] or {}).get("share")
+    return stop_verdict(p["iou"], p["semantic_correctness"], p["pcs"], extra_rounds, unmeasured=unmeasured,
+                        intervals=intervals, rule=stop_rule, poor_imagery_share=share)  # fmt: skip
+
+
+def _final_map_scores(totals: Totals) -> dict:
+    """The final map's pooled IoU, and its semantic correctness (from the truth where any, else the model),
+    with their block-bootstrap intervals."""
+    from mapper.validation.intervals import ci95
+
     iou = pixel_metrics(totals.counts[FINAL])["iou"] if totals.blocks[FINAL] else None
     if totals.truth_classes[FINAL]:
         classes, source = totals.truth_classes[FINAL], "truth"
     else:
         classes, source = totals.model_classes[FINAL], "model"
-    return iou, correct_rate(classes), source, len(classes)
+    return {
+        "iou": iou,
+        "iou_ci95": ci95(*totals.iou_parts(FINAL)) if iou is not None else None,
+        "truth_blocks": int(totals.blocks[FINAL]),
+        "semantic_correctness": correct_rate(classes),
+        "semantic_correctness_ci95": correct_ci95(classes),
+        "semantic_correctness_from": source,
+        "semantic_correctness_n": len(classes),
+    }
 
 
 def prefecture_sections(run: RunData, unit_truth, units) -> list[dict]:

@@ -8,7 +8,8 @@ The numbers are `validate_run`'s, so the page and `mapper validate --json` agree
 when it was computed from the same inputs (mapper.validation.basis; a province's validation can take
 hours), else computed now (and saved). Every number shown from the validation carries `data-key` (its path in
 the validation JSON, e.g. `pixel_iou.final.iou`, `provinces.0.pcs`) and `data-value` (the exact JSON value),
-so a test or a script can check the page against the JSON. A figure that cannot be drawn becomes a note
+so a test or a script can check the page against the JSON; a number with a 95 % interval shows it beside the
+value ("0.912 (95 % CI 0.890-0.930)"; the interval's own key is `…ci95`). A figure that cannot be drawn becomes a note
 on the page and in Report.problems; the page is still written. A small inline script counts the figures
 the browser decoded and shows a banner when one did not load (`body[data-images-loaded]`)."""
 
@@ -266,6 +267,13 @@ def _num(key: str, value, text: str | None = None) -> str:
     return f'<td class="num" data-key="{html.escape(key)}" data-value=\'{html.escape(json.dumps(value))}\'>{shown}</td>'
 
 
+def _with_ci(value, ci) -> str | None:
+    """A value with its 95 % interval ("0.912 (95 % CI 0.890-0.930)"); None (the plain number) without one."""
+    from mapper.validation.intervals import format_ci
+
+    return html.escape(format_ci(value, ci)) if value is not None and ci else None
+
+
 def _fmt(value, digits: int = 3) -> str:
     if value is None:
         return "–"
@@ -330,7 +338,8 @@ def _pixel_section(validation: dict) -> str:
     rows = []
     for m in maps:
         e = pix[m]
-        cells = "".join(_num(f"pixel_iou.{m}.{k}", e.get(k)) for k in ("iou", "precision", "recall", "blocks"))
+        cells = _num(f"pixel_iou.{m}.iou", e.get("iou"), _with_ci(e.get("iou"), e.get("ci95")))
+        cells += "".join(_num(f"pixel_iou.{m}.{k}", e.get(k)) for k in ("precision", "recall", "blocks"))
         rows.append(f"<tr><th>{html.escape(m)}</th>{cells}</tr>")
     truth = html.escape(str(pix.get("truth") or "no truth: give --labels"))
     note = f"<p>Against {truth}; in true ground area. {html.escape(str(pix.get('no_imagery', '')))}</p>"
@@ -344,7 +353,8 @@ def _semantic_section(validation: dict) -> str:
     rows = []
     for m in maps:
         e = sem[m]
-        cells = _num(f"semantic_correctness.{m}.rate", e.get("rate")) + _num(f"semantic_correctness.{m}.n", e.get("n"))
+        cells = _num(f"semantic_correctness.{m}.rate", e.get("rate"), _with_ci(e.get("rate"), e.get("ci95")))
+        cells += _num(f"semantic_correctness.{m}.n", e.get("n"))
         cells += f"<td>{html.escape(str(e.get('from', '')))}</td>"
         cells += _num(f"semantic_correctness.{m}.model_rate", e.get("model_rate"))
         rows.append(f"<tr><th>{html.escape(m)}</th>{cells}</tr>")
@@ -360,9 +370,9 @@ def _province_section(validation: dict) -> str:
     rows, verdicts = [], []
     for i, p in enumerate(validation.get("provinces", [])):
         stop = p.get("stop") or {}
-        cells = "".join(
-            _num(f"provinces.{i}.{k}", p.get(k)) for k in ("mapped_ha", "statistic_ha", "pcs", "within_10pct")
-        )
+        cells = "".join(_num(f"provinces.{i}.{k}", p.get(k)) for k in ("mapped_ha", "statistic_ha"))
+        cells += _num(f"provinces.{i}.pcs", p.get("pcs"), _with_ci(p.get("pcs"), p.get("pcs_ci95")))
+        cells += _num(f"provinces.{i}.within_10pct", p.get("within_10pct"))
         cells += f"<td>{html.escape(str(p.get('statistic_source') or '–'))}</td>"
         verdict = "stop" if stop.get("stop") else "continue"
         cells += _num(f"provinces.{i}.stop.stop", stop.get("stop"), verdict)

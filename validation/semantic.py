@@ -9,6 +9,9 @@ for the final map: Only A / Only B take that source's predicted class, Merge is 
 predicted correct and otherwise takes the first incorrect class, Neither is TN unless a source was predicted
 TP — an empty map then misses the cropland that source found). Each rate says which (`from`). With truth,
 the model's rate on the same blocks and its agreement with the truth are given too (the paper's 94.3 %).
+Each map's rate carries `ci95`, its 95 % interval by the block bootstrap (validation/intervals.py: blocks
+resampled, correct blocks over blocks recomputed) — from the truth, or from the model's classes when that is
+what the rate is (then the interval is the sampling spread of the model's judgement, not of the truth).
 """
 
 from __future__ import annotations
@@ -58,6 +61,14 @@ def correct_rate(classes: list[str]) -> float | None:
     return sum(c in CORRECT_CLASSES for c in classes) / len(classes) if classes else None
 
 
+def correct_ci95(classes: list[str]) -> list[float] | None:
+    """The block-bootstrap 95 % interval of correct_rate (None with fewer than 2 blocks)."""
+    from mapper.validation.intervals import ci95
+
+    correct = [1.0 if c in CORRECT_CLASSES else 0.0 for c in classes]
+    return ci95(correct, [1.0] * len(classes))
+
+
 def class_counts(classes: list[str]) -> dict[str, int]:
     from mapper.decide.truth import CORRECTNESS_CLASSES
 
@@ -80,6 +91,7 @@ def semantic_section(overall: Totals, maps: list[str], truth_label: str | None) 
             classes = overall.model_classes[name]
             entry = {
                 "rate": correct_rate(classes),
+                "ci95": correct_ci95(classes),
                 "n": len(classes),
                 "from": "model",
                 "classes": class_counts(classes),
@@ -95,6 +107,7 @@ def _rate_from_truth(classes: list[str], model: list[str]) -> dict:
     """A map's rate from its true classes, with the model's rate and agreement when it judged every block."""
     return {
         "rate": correct_rate(classes),
+        "ci95": correct_ci95(classes),
         "n": len(classes),
         "from": "truth",
         "classes": class_counts(classes),

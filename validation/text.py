@@ -1,10 +1,16 @@
-"""The short readable summary `mapper validate` prints of a validation report (without --json)."""
+"""The short readable summary `mapper validate` prints of a validation report (without --json); each
+headline number is shown with its 95 % interval when it has one ("0.912 (95 % CI 0.890-0.930)")."""
 
 from __future__ import annotations
 
 
 def _num(v, fmt: str = ".3f") -> str:
     return "-" if v is None else format(v, fmt)
+
+
+def _ci(ci) -> str:
+    """An interval as "0.890-0.930", or "-" without one."""
+    return "-" if not ci else f"{ci[0]:.3f}-{ci[1]:.3f}"
 
 
 def format_text(report: dict) -> str:
@@ -35,11 +41,12 @@ def _pixel_lines(px: dict) -> list[str]:
         lines.append(
             f"Pixel level (truth: {px['truth']}, {px['blocks']} block(s); no-imagery pixels count as not cropland)"
         )
-        lines.append(f"  {'map':<14}{'IoU':>7}{'precision':>11}{'recall':>8}{'blocks':>8}")
+        lines.append(f"  {'map':<14}{'IoU':>7}{'95 % CI':>14}{'precision':>11}{'recall':>8}{'blocks':>8}")
         for name in px["maps"]:
             m = px[name]
             lines.append(
-                f"  {name:<14}{_num(m['iou']):>7}{_num(m['precision']):>11}{_num(m['recall']):>8}{m['blocks']:>8}"
+                f"  {name:<14}{_num(m['iou']):>7}{_ci(m.get('ci95')):>14}{_num(m['precision']):>11}"
+                f"{_num(m['recall']):>8}{m['blocks']:>8}"
             )
     labels = px.get("labels")
     if labels:
@@ -54,12 +61,12 @@ def _pixel_lines(px: dict) -> list[str]:
 
 def _semantic_lines(sc: dict) -> list[str]:
     lines = ["", f"Block level: semantic correctness (share of blocks TP or TN; from the {sc['from']})"]
-    lines.append(f"  {'map':<14}{'rate':>7}{'n':>6}   classes")
+    lines.append(f"  {'map':<14}{'rate':>7}{'95 % CI':>14}{'n':>6}   classes")
     for name in sc["maps"]:
         e = sc[name]
         classes = " ".join(f"{k} {v}" for k, v in e["classes"].items() if v)
         extra = f"   (model: {_num(e['model_rate'])})" if e.get("model_rate") is not None else ""
-        lines.append(f"  {name:<14}{_num(e['rate']):>7}{e['n']:>6}   {classes}{extra}")
+        lines.append(f"  {name:<14}{_num(e['rate']):>7}{_ci(e.get('ci95')):>14}{e['n']:>6}   {classes}{extra}")
     return lines
 
 
@@ -71,10 +78,16 @@ def _province_lines(provinces: list[dict], prefectures: list[dict]) -> list[str]
             mapped += f" (95 % CI {p['ci95'][0]:,.0f}-{p['ci95'][1]:,.0f})"
         ref = "-" if p["statistic_ha"] is None else f"{p['statistic_ha']:,.0f} ha ({p['statistic_source']})"
         verdict = {True: "within ±10 %", False: "outside ±10 %", None: ""}[p["within_10pct"]]
+        pcs = _num(p["pcs"]) + (f" (95 % CI {_ci(p['pcs_ci95'])})" if p.get("pcs_ci95") else "")
         lines.append(
-            f"  {p['province']}: {p['comparison']}: mapped {mapped}; reference {ref}; PCS {_num(p['pcs'])} "
-            f"{verdict}".rstrip()
+            f"  {p['province']}: {p['comparison']}: mapped {mapped}; reference {ref}; PCS {pcs} {verdict}".rstrip()
         )
+        if p.get("iou_ci95") or p.get("semantic_correctness_ci95"):
+            lines.append(
+                f"    final map over its blocks: IoU {_num(p.get('iou'))} (95 % CI {_ci(p.get('iou_ci95'))}), "
+                f"semantic correctness {_num(p.get('semantic_correctness'))} "
+                f"(95 % CI {_ci(p.get('semantic_correctness_ci95'))})"
+            )
         if p.get("note"):
             lines.append(f"    {p['note']}")
         pe = p.get("province_estimate")
@@ -96,10 +109,12 @@ def _province_lines(provinces: list[dict], prefectures: list[dict]) -> list[str]
 
 def _stop_lines(report: dict) -> list[str]:
     t = report["thresholds"]
+    rule = report.get("stop_rule", "point")
+    on = "the lower end of each 95 % interval" if rule == "lower_bound" else "the values"
     lines = [
         "",
         f"Stop (IoU ≥ {t['iou']}, semantic correctness ≥ {t['semantic_correctness']}, PCS ≥ {t['pcs']}; "
-        f"extra rounds {report['extra_rounds']})",
+        f"rule {rule}: {on}; extra rounds {report['extra_rounds']})",
     ]
     for p in report["provinces"]:
         s = p["stop"]

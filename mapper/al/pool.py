@@ -1,9 +1,12 @@
 """The pool table a selection reads: the blocks.parquet of `mapper run`, one row per block; no I/O.
 
-A source is *usable* unless its IQA coverage is Cloudy, Snow/Ice or Nodata; a block is a candidate when its
-status is "done", at least one source is usable, and it is neither labelled nor excluded. Columns named `label`
-or `truth_*` are dropped before anything else: selection never reads truth. A missing column is a
-SelectionError that names the stage of `mapper run` that writes it.
+A pool table holds one or two sources: source A always (its `a_*` columns), source B when the table has a
+`b_coverage` column (a pool of real chips or of one imagery source has none: that is a one-source table, not a
+missing column). A source is *usable* unless its IQA coverage is Cloudy, Snow/Ice or Nodata; a block is a
+candidate when its status is "done", at least one source is usable, and it is neither labelled nor excluded.
+Columns named `label` or `truth_*` are dropped before anything else: selection never reads truth. A missing
+column is a SelectionError that names the stage of `mapper run` that writes it; so is a score that needs two
+sources asked of a one-source table (`require_two_sources`).
 """
 
 from __future__ import annotations
@@ -13,11 +16,11 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-SOURCES = ("a", "b")
+SOURCES = ("a", "b")  # the column prefixes of source A and source B
 UNUSABLE_COVERAGES = frozenset({"Cloudy", "Snow/Ice", "Nodata"})
 EARTH_RADIUS_KM = 6371.0088  # mean Earth radius (IUGG)
 CELLS_PER_DEGREE = 20  # blocks per degree, as mapper.grid.blocks
-BASE_COLUMNS = ("block_id", "ix", "iy", "province", "status", "a_coverage", "b_coverage")
+BASE_COLUMNS = ("block_id", "ix", "iy", "province", "status", "a_coverage")
 
 
 class SelectionError(ValueError):
@@ -60,9 +63,23 @@ def numeric(table: pd.DataFrame, column: str) -> np.ndarray:
     return pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=float)
 
 
+def sources_in(table: pd.DataFrame) -> tuple[str, ...]:
+    """The sources of the table, by prefix: ("a",) for a one-source table (no b_coverage column), else ("a", "b")."""
+    return tuple(s for s in SOURCES if s == "a" or f"{s}_coverage" in table.columns)
+
+
+def require_two_sources(table: pd.DataFrame, what: str) -> None:
+    """SelectionError unless the table has both sources: `what` (a score) compares or integrates the two."""
+    if len(sources_in(table)) < 2:
+        raise SelectionError(f"{what} needs two sources, and this pool table has source A only (no b_coverage "
+                             "column): select with the uncertainty, random or combined strategy, or select from "
+                             "the blocks.parquet of a `mapper run` with two imagery sources")  # fmt: skip
+
+
 def usable_sources(table: pd.DataFrame) -> np.ndarray:
-    """(rows, 2) bool: the source's coverage is not Cloudy/Snow/Ice/Nodata (no coverage counts as usable)."""
-    return np.column_stack([~table[f"{s}_coverage"].isin(UNUSABLE_COVERAGES).to_numpy() for s in SOURCES])
+    """(rows, sources) bool, one column per source of the table (sources_in): the source's coverage is not
+    Cloudy/Snow/Ice/Nodata (no coverage counts as usable)."""
+    return np.column_stack([~table[f"{s}_coverage"].isin(UNUSABLE_COVERAGES).to_numpy() for s in sources_in(table)])
 
 
 def candidate_mask(table: pd.DataFrame, never: set[str]) -> np.ndarray:

@@ -5,7 +5,9 @@
 - **pool**: `mapper run` over the pool's unlabelled blocks with the models in force (the run's own stages and
   executors: in-process or Ray); its blocks.parquet is the selection's table.
 - **select**: mapper.al.select on that table (never truth); the validation and decision samples and the blocks
-  of provinces that have stopped are never selected.
+  of provinces that have stopped are never selected. Earlier rounds count: k-center is seeded with the labelled
+  blocks' features from the pool tables of the rounds that picked them, and the combined strategy's random and
+  negative shares hold over the campaign (the picks per part that the ledger records for each selection).
 - **export**: the QGIS hand-off folder of the selected blocks (mapper.al.handoff).
 - **label**: on the simulated world the simulated annotator fills the returned GeoPackage; for real imagery a
   person does, and the round waits for `mapper al ingest`.
@@ -14,8 +16,10 @@
   decision models retrained on tables of the decision sample predicted by the new segmentation (blocks it
   never trained on).
 - **validate**: `mapper run` of the validation sample with the candidate models and the three-level
-  validation; the candidate replaces the models in force only when its final-map IoU is not worse (within
-  al.acceptance_tolerance); then each province's stop verdict, with extra rounds from the ledger.
+  validation; the candidate replaces the models in force only when it is worse on none of pooled IoU,
+  semantic correctness and |PCS − 1| (beyond al.acceptance_tolerance or the sample's interval) and better on
+  one (mapper.al.verdict.accept); then each province's stop verdict by al.stop_rule, with extra rounds from
+  the ledger, and a warning where the validation sample is too small to decide (`sample_warnings`).
 
 A step recorded in the ledger is never redone; one interrupted is redone (the runs in it resume). A round that
 trained nothing (no label ingested) keeps the models and is validated again only if nothing was validated yet.
@@ -143,9 +147,12 @@ def step_select(c: Campaign, k: int) -> dict:
     stopped = {p for p, s in c.ledger.stopped().items() if s}
     never = set(c.sample("validation")) | set(c.sample("decision"))
     never |= {b for b, p in c.province_of().items() if p in stopped}
+    earlier = [r for r in c.ledger.rounds if r["round"] < k and "select" in r["steps"]]
+    seeds = _selected_features(earlier, c.al.selection.diversity_features)
     chosen = select_blocks(table, c.al.round_blocks, c.identity["strategy"], labelled=c.ledger.labelled_blocks(),
                            excluded=never, settings=c.al.selection, seed=c.al.seed * 1000 + k,
-                           province_pcs=_province_pcs(c.ledger))  # fmt: skip
+                           province_pcs=_province_pcs(c.ledger), quota_history=_quota_history(earlier),
+                           labelled_features=seeds)  # fmt: skip
     if chosen.empty:
         raise CampaignError(f"round {k}: no block of the pool can be selected (all labelled, unusable or of stopped "
                             "provinces)")  # fmt: skip
@@ -156,7 +163,38 @@ def step_select(c: Campaign, k: int) -> dict:
     with atomic_path(out, suffix=".parquet") as tmp:
         chosen.to_parquet(tmp, index=False)
     return {"blocks": chosen["block_id"].tolist(), "strategy": c.identity["strategy"], "file": str(out),
-            "parts": chosen["strategy"].value_counts().to_dict()}  # fmt: skip
+            "parts": {str(p): int(n) for p, n in chosen["strategy"].value_counts().items()}}  # fmt: skip
+
+
+def _quota_history(earlier: list[dict]) -> dict[str, int]:
+    """{part: picks} of the earlier rounds' selections (their strategy column, as the ledger records it)."""
+    out: dict[str, int] = {}
+    for r in earlier:
+        for part, count in r["steps"]["select"].get("parts", {}).items():
+            out[part] = out.get(part, 0) + int(count)
+    return out
+
+
+def _selected_features(earlier: list[dict], columns):
+    """A DataFrame: block_id and the diversity `columns` of the blocks the earlier rounds selected, each from the
+    pool table of the round that selected it (a later round's row last): the k-center seeds of labelled blocks
+    that the pool runs no longer predict. A pool table that is gone leaves its round's blocks their spacing role
+    only."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    frames = []
+    for r in earlier:
+        blocks, path = r["steps"]["select"].get("blocks", []), Path(r["steps"]["pool"]["dir"]) / "blocks.parquet"
+        if not blocks:
+            continue
+        if not path.exists():
+            log.warning("round %d's pool table %s is gone: its selected blocks do not seed k-center", r["round"], path)
+            continue
+        present = set(pq.ParquetFile(path).schema_arrow.names)
+        table = pd.read_parquet(path, columns=["block_id", *(c for c in columns if c in present)])
+        frames.append(table[table["block_id"].isin(blocks)])
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"block_id": []})
 
 
 def _province_pcs(ledger: Ledger) -> dict[str, float]:
@@ -181,7 +219,7 @@ def step_export(c: Campaign, k: int) -> dict:
     blocks = []
     for _, row in chosen.iterrows():
         b = row["block_id"]
-        coverage = {s: table.at[b, f"{p}_coverage"] for p, s in zip("ab", c.sources, strict=True)}
+        coverage = {s: table.at[b, f"{p}_coverage"] for p, s in zip("ab", c.sources, strict=False)}  # 1 or 2
         blocks.append(ExportBlock(b, {s: pool_dir / "mosaics" / s / f"{b}.tif" for s in c.sources},
                                   pool_dir / "final" / f"{b}.tif", coverage, str(row["reason"])))  # fmt: skip
     out = c.layout.export_dir(k)
@@ -317,10 +355,11 @@ def step_validate(c: Campaign, k: int) -> dict:
     steps = c.ledger.round(k)["steps"] if k else {}
     candidate = steps.get("train", {}).get("candidate") or _models(c)
     current = c.ledger.current.get("validation")
-    stop = c.al.stop.model_dump()
+    stop, rule = c.al.stop.model_dump(), c.al.stop_rule
     if current is not None and candidate == _models(c):  # nothing new to judge: the numbers in force stand
         return {"candidate": candidate, "adopted": False, "why": "no new model this round", **current,
-                "verdicts": verdicts(current["provinces"], c.ledger, c.identity["provinces"], stop)}  # fmt: skip
+                "verdicts": verdicts(current["provinces"], c.ledger, c.identity["provinces"], stop, rule),
+                "sample_warnings": _sample_warnings(current["provinces"], stop, k)}  # fmt: skip
     run = run_blocks(c, c.layout.run_dir(k, "validation"), c.sample("validation"), candidate)
     report = validate_campaign_run(c, Path(run["dir"]))
     numbers = province_numbers(report)
@@ -330,8 +369,21 @@ def step_validate(c: Campaign, k: int) -> dict:
               "overall": in_force["overall"], "provinces": in_force["provinces"]}  # fmt: skip
     if adopted:
         c.ledger.data["current"] = {"round": k, "models": candidate, "validation": numbers}
-    result["verdicts"] = verdicts(in_force["provinces"], c.ledger, c.identity["provinces"], stop)
+    result["verdicts"] = verdicts(in_force["provinces"], c.ledger, c.identity["provinces"], stop, rule)
+    result["sample_warnings"] = _sample_warnings(in_force["provinces"], stop, k)
     return result
+
+
+def _sample_warnings(provinces: dict, thresholds: dict, k: int) -> dict[str, list[str]]:
+    """{province: warnings} when the validation sample is too small to decide (mapper.validation.sample_size),
+    logged as warnings too."""
+    from mapper.validation.sample_size import campaign_warnings
+
+    out = campaign_warnings(provinces, thresholds)
+    for lines in out.values():
+        for line in lines:
+            log.warning("round %d: %s", k, line)
+    return out
 
 
 def validate_campaign_run(c: Campaign, run_dir: Path) -> dict:

@@ -10,14 +10,22 @@ the lines that quote them to the labeller.
   linearly to 1 + pcs_weight at PCS 0 (one-sided, like the stop criterion). error_score = e · w.
 - uncertainty — uncertain area in true m²: per usable source uncertain_fraction × valid_fraction × land_m2
   (share of imaged pixels with cropland probability in 0.25..0.75 × the imaged share × the block's ground area
-  inside the region); the larger of the two sources.
+  inside the region); the larger of the two sources (source A's alone in a one-source table).
 - disagreement — 1 − a_consistency_iou (the IoU of the two sources' masks over the pixels both imaged).
 - negative — for the negative quota only: a block is a negative candidate when the final map's
-  cropland_fraction ≤ negative_max_cropland_fraction or a usable source is judged FP; its score is the largest
-  p_FP over the usable sources (hard negatives: what the segmentation takes for cropland), 0 when unknown.
-- combined — Σ_c w_c · r_c / Σ_c w_c over c in (error, uncertainty, disagreement), where r_c is the block's
-  percentile rank of score c among the candidates (average ties, in (0, 1]; 0 where c is NaN) and w_c the
-  `weights`.
+  cropland_fraction ≤ negative_max_cropland_fraction, or when a usable source is judged FP and the final map's
+  cropland_fraction ≤ negative_fp_max_cropland_fraction. FP alone is not enough: the correctness classes
+  (mapper.decide.truth) count omission (fields missed) as FP too, so an FP block may be rich in cropland; an
+  unknown fraction is never a negative. Its score is the largest p_FP over the usable sources (hard negatives:
+  what the segmentation takes for cropland), 0 when unknown. A one-source table without correctness columns
+  has negatives by the final map's fraction alone.
+- combined — Σ_c w_c · r_c / Σ_c w_c over the components c the table allows (`combined_components`: weighted
+  above 0, and in a one-source table not error or disagreement, so the weights are renormalised over the
+  rest), where r_c is the block's percentile rank of score c among the candidates (average ties, in (0, 1]; 0
+  where c is NaN) and w_c the `weights`.
+
+error and disagreement need two sources (error reads the integration model's decision between A and B): in a
+one-source table (mapper.al.pool) asking for them is a SelectionError that names the fix.
 """
 
 from __future__ import annotations
@@ -28,11 +36,20 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mapper.al.pool import SOURCES, SelectionError, numeric, require_columns, usable_sources
+from mapper.al.pool import (
+    SOURCES,
+    SelectionError,
+    numeric,
+    require_columns,
+    require_two_sources,
+    sources_in,
+    usable_sources,
+)
 from mapper.config.models import SELECTION_COMPONENTS as COMPONENTS
 from mapper.config.models import ComponentWeights, SelectionSettings
 
 ERROR_CLASSES = ("FP", "Noise", "Artifact")
+TWO_SOURCE_COMPONENTS = ("error", "disagreement")  # the components a one-source table cannot give
 
 
 @dataclass
@@ -53,7 +70,8 @@ def _nan_scores(n: int) -> np.ndarray:
 
 
 def _max_over_sources(values: np.ndarray, use: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(row max, which source) of a (rows, 2) array over the sources `use` marks; NaN where none has a value."""
+    """(row max, which source) of a (rows, sources) array over the sources `use` marks; NaN where none has a
+    value."""
     masked = np.where(use, values, np.nan)
     has = ~np.isnan(masked).all(axis=1)
     which = np.where(has, np.argmax(np.nan_to_num(masked, nan=-np.inf), axis=1), 0)
@@ -63,6 +81,7 @@ def _max_over_sources(values: np.ndarray, use: np.ndarray) -> tuple[np.ndarray, 
 
 def error_probability(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(e, source): the largest p_FP + p_Noise + p_Artifact over the usable sources the decision uses."""
+    require_two_sources(table, "the error score (it reads the integration model's decision between A and B)")
     require_columns(table, ["decision", *(f"{s}_p_{c}" for s in SOURCES for c in ERROR_CLASSES)])
     p_err = np.column_stack([sum(numeric(table, f"{s}_p_{c}") for c in ERROR_CLASSES) for s in SOURCES])
     decision = table["decision"].to_numpy(dtype=object)
@@ -80,16 +99,18 @@ def province_weight(pcs: np.ndarray, settings: SelectionSettings) -> np.ndarray:
 
 
 def uncertainty_m2(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(m², source): the larger uncertain area of the usable sources."""
-    per_source = (f"{s}_{f}" for s in SOURCES for f in ("uncertain_fraction", "valid_fraction"))
+    """(m², source): the larger uncertain area of the usable sources of the table."""
+    sources = sources_in(table)
+    per_source = (f"{s}_{f}" for s in sources for f in ("uncertain_fraction", "valid_fraction"))
     require_columns(table, ["land_m2", *per_source])
     land = numeric(table, "land_m2")
     area = np.column_stack([numeric(table, f"{s}_uncertain_fraction") * numeric(table, f"{s}_valid_fraction") * land
-                            for s in SOURCES])  # fmt: skip
+                            for s in sources])  # fmt: skip
     return _max_over_sources(area, usable_sources(table))
 
 
 def disagreement(table: pd.DataFrame) -> np.ndarray:
+    require_two_sources(table, "the disagreement score (1 − the IoU of the two sources' masks)")
     require_columns(table, ["a_consistency_iou"])
     return 1.0 - numeric(table, "a_consistency_iou")
 
@@ -122,21 +143,47 @@ def percentile_rank(values: np.ndarray, candidates: np.ndarray) -> np.ndarray:
     return np.nan_to_num(ranked, nan=0.0)
 
 
-def combined_score(scores: Scores, candidates: np.ndarray, weights: ComponentWeights) -> np.ndarray:
+def combined_components(weights: ComponentWeights, sources: tuple[str, ...] = SOURCES) -> tuple[str, ...]:
+    """The components the combined score ranks by: those weighted above 0 that a table of these sources gives
+    (error and disagreement need two)."""
+    allowed = COMPONENTS if len(sources) > 1 else tuple(c for c in COMPONENTS if c not in TWO_SOURCE_COMPONENTS)
+    return tuple(c for c in allowed if getattr(weights, c) > 0)
+
+
+def combined_score(scores: Scores, candidates: np.ndarray, weights: ComponentWeights,
+                   components: tuple[str, ...] = COMPONENTS) -> np.ndarray:  # fmt: skip
+    """The weighted mean of the components' percentile ranks, the weights renormalised over `components`
+    (NaN everywhere when there is none)."""
     parts = {"error": scores.error, "uncertainty": scores.uncertainty, "disagreement": scores.disagreement}
-    total = sum(getattr(weights, c) for c in COMPONENTS)
-    return sum(getattr(weights, c) * percentile_rank(parts[c], candidates) for c in COMPONENTS) / total
+    total = sum(getattr(weights, c) for c in components)
+    if not total:
+        return np.full(len(candidates), np.nan)
+    return sum(getattr(weights, c) * percentile_rank(parts[c], candidates) for c in components) / total
+
+
+def judged_sources(table: pd.DataFrame) -> tuple[str, ...]:
+    """The sources whose correctness judgement the negatives read: both of a two-source table (the decide stage
+    writes them), source A of a one-source table only when its columns are there."""
+    sources = sources_in(table)
+    return sources if len(sources) > 1 else tuple(s for s in sources if f"{s}_pred_semantic" in table.columns)
 
 
 def negative_candidates(table: pd.DataFrame, settings: SelectionSettings) -> tuple[np.ndarray, np.ndarray]:
     """(is negative candidate, negative score) without truth: little cropland in the final map, or a usable
-    source judged FP; scored by the largest p_FP of the usable sources."""
-    require_columns(table, ["cropland_fraction", *(f"{s}_{c}" for s in SOURCES for c in ("pred_semantic", "p_FP"))])
-    usable = usable_sources(table)
-    judged_fp = np.column_stack([(table[f"{s}_pred_semantic"] == "FP").to_numpy() for s in SOURCES]) & usable
-    little = numeric(table, "cropland_fraction") <= settings.negative_max_cropland_fraction
-    p_fp, _ = _max_over_sources(np.column_stack([numeric(table, f"{s}_p_FP") for s in SOURCES]), usable)
-    return little | judged_fp.any(axis=1), np.nan_to_num(p_fp, nan=0.0)
+    source judged FP with a low final-map cropland fraction (module docstring); scored by the largest p_FP of
+    the usable judged sources."""
+    judged = judged_sources(table)
+    require_columns(table, ["cropland_fraction", *(f"{s}_{c}" for s in judged for c in ("pred_semantic", "p_FP"))])
+    fraction, n = numeric(table, "cropland_fraction"), len(table)
+    little = fraction <= settings.negative_max_cropland_fraction
+    if not judged:
+        return little, np.zeros(n)
+    usable = usable_sources(table)[:, [sources_in(table).index(s) for s in judged]]
+    judged_fp = np.column_stack([(table[f"{s}_pred_semantic"] == "FP").to_numpy() for s in judged]) & usable
+    # FP covers omission too: a block whose map is rich in cropland is no negative, whatever the judgement
+    fp_low = judged_fp.any(axis=1) & (fraction <= settings.negative_fp_max_cropland_fraction)
+    p_fp, _ = _max_over_sources(np.column_stack([numeric(table, f"{s}_p_FP") for s in judged]), usable)
+    return little | fp_low, np.nan_to_num(p_fp, nan=0.0)
 
 
 # ---------------------------------------------------------------------------------------------- reasons

@@ -3,11 +3,17 @@ the simulated world (or the ones given), the starting models and an empty ledger
 
 Everything is checked before anything is written (provinces, sources, models, given labels), and the
 identity (campaign.json) is written last, so a kill during init leaves a directory that init completes.
+
+A province with fewer than 16 blocks in the validation sample gets a warning (logged, and kept in the identity
+as `sample_warnings` for `mapper al status`): its decisions will rest on wide intervals. Nothing is known of
+the spread before round 0's validation, which then says how many blocks a decision needs
+(mapper.validation.sample_size).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -21,6 +27,8 @@ from mapper.al.samples import (
     write_world_sample,
 )
 from mapper.store.atomic import atomic_write_text
+
+log = logging.getLogger("mapper.al")
 
 
 def _model_record(config) -> dict:
@@ -64,6 +72,7 @@ def init_campaign(root: Path | str, config, provinces, source: str, *, name: str
     _sample_labels(layout, config, sources, world, validation, decision, validation_labels, decision_labels)
     models = _model_record(config)
     Ledger.new(layout, {k: models[k] for k in ("iqa", "segmentation", "decisions")}).save()
+    warnings = _sample_warnings(validation, province_of, [p.name for p in region.provinces])
     identity = {
         "format": FORMAT, "name": name or layout.root.name, "provinces": [p.name for p in region.provinces],
         "pcodes": [p.pcode for p in region.provinces], "sources": list(sources), "world": world,
@@ -73,10 +82,20 @@ def init_campaign(root: Path | str, config, provinces, source: str, *, name: str
                                                                 ("decision", decision))},
         "province_of": {b: province_of[b] for b in (*pool, *validation, *decision)},
         "starting_models": models, "pool_run": str(pool_run) if pool_run else None, "pool_run_models": pool_models,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "sample_warnings": warnings,
     }  # fmt: skip
     atomic_write_text(layout.identity_file, json.dumps(identity, indent=1, ensure_ascii=False) + "\n")  # last
     return layout
+
+
+def _sample_warnings(validation: list[str], province_of: dict, provinces: list[str]) -> list[str]:
+    """The provinces with too few validation blocks to decide on (mapper.validation.sample_size), logged."""
+    from mapper.validation.sample_size import init_warnings
+
+    out = init_warnings(validation, province_of, provinces)
+    for line in out:
+        log.warning(line)
+    return out
 
 
 def _pool(plan, config, pool_run: Path | None) -> tuple[list[str], dict | None]:

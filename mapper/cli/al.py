@@ -55,18 +55,23 @@ def al() -> None:
               help="Labelled blocks the starting model learnt from; fine-tunes keep using them (repeatable).")
 @click.option("--finetune-steps", type=click.IntRange(min=1), help="Steps of each round's fine-tune (recipe: 200).")
 @click.option("--stop-iou", type=click.FloatRange(0, 1), help="Stop criterion on IoU (the paper's: 0.85).")
+@click.option("--stop-rule", type=click.Choice(["lower_bound", "point"]),
+              help="How a province meets the stop criteria: lower_bound (default), the lower end of each 95 % "
+                   "interval; point, the values (the paper's).")  # fmt: skip
 @config_option
 @world_seed_option
 def init(campaign, provinces, source, pool_blocks, pool_run, validation_blocks, decision_blocks, validation_labels,
          decision_labels, strategy, round_blocks, seed, segmentation, base_labels, finetune_steps, stop_iou,
-         config_files, world_seed):  # fmt: skip
-    """Create a campaign. Example: mapper al init camp --province Guangdong --pool 12 --validation 6 --decision 6"""
+         stop_rule, config_files, world_seed):  # fmt: skip
+    """Create a campaign. Example: mapper al init camp --province Guangdong --pool 12 --validation 6 --decision 6
+
+    A province with fewer than 16 validation blocks is warned about: its decisions rest on wide intervals."""
     from mapper.al.setup import init_campaign
 
     overrides = {"al.pool_blocks": pool_blocks, "al.validation_blocks": validation_blocks,
                  "al.decision_blocks": decision_blocks, "al.strategy": strategy, "al.round_blocks": round_blocks,
                  "al.seed": seed, "run.models.segmentation": segmentation, "al.finetune_steps": finetune_steps,
-                 "al.stop.iou": stop_iou,
+                 "al.stop.iou": stop_iou, "al.stop_rule": stop_rule,
                  "al.base_labels": [str(p.resolve()) for p in base_labels] or None}  # fmt: skip
     config = load(config_files, world_seed, {k: v for k, v in overrides.items() if v is not None})
     layout = init_campaign(campaign, config, provinces, source, pool_run=pool_run,

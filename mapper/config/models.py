@@ -169,6 +169,10 @@ class StopThresholds(StrictModel):
     iou: float = Field(0.85, ge=0, le=1)
     semantic_correctness: float = Field(0.85, ge=0, le=1)
     pcs: float = Field(0.80, ge=0, description="One-sided: mapped cropland at least this share of the reference.")
+    waiver_min_poor_imagery_share: float = Field(0.3, ge=0, le=1, description="The paper's exception (a PCS "
+                                                 "below its threshold waived after 3 extra rounds) applies only "
+                                                 "to a province with at least this share of blocks whose every "
+                                                 "source IQA judges Cloudy, Snow/Ice or Nodata.")  # fmt: skip
 
 
 SELECTION_COMPONENTS = ("error", "uncertainty", "disagreement")  # the scores the combined strategy ranks
@@ -206,20 +210,33 @@ class SelectionSettings(GivenKeysModel):
     """How a round's blocks are chosen (mapper.al.select); the defaults are the project's, documented field by
     field."""
 
-    random_share: float = Field(0.2, ge=0, le=1, description="share of combined picks drawn at random")
+    random_share: float = Field(0.2, ge=0, le=1, description="share of combined picks drawn at random (over the "
+                                "campaign's rounds, not rounded per round)")  # fmt: skip
     negative_share: float = Field(
         0.3, ge=0, le=1,
-        description="share of combined picks from the negative candidates; the paper's labels were two thirds "
-                    "negative, and error picks (FP blocks) bring more negatives on top of this quota",
+        description="share of combined picks from the negative candidates (over the campaign's rounds); the "
+                    "paper's labels were two thirds negative, and error picks (FP blocks) bring more negatives on "
+                    "top of this quota",
     )  # fmt: skip
     negative_max_cropland_fraction: float = Field(
         0.02, ge=0, le=1, description="final-map cropland fraction at or below which a block is a negative candidate"
     )
+    negative_fp_max_cropland_fraction: float = Field(
+        0.1, ge=0, le=1,
+        description="a block a usable source is judged FP in is a negative candidate only when its final-map "
+                    "cropland fraction is at or below this: FP covers omission (fields missed) too, so an FP "
+                    "judgement alone may mean a cropland-rich block",
+    )  # fmt: skip
     weights: ComponentWeights = Field(default_factory=ComponentWeights)
     pcs_threshold: float = Field(StopThresholds().pcs, gt=0, description="PCS below which a province weighs more")
     pcs_weight: float = Field(2.0, ge=0, description="extra error weight of a province at PCS 0 (linear to 0 at T)")
     min_distance_km: float = Field(10.0, ge=0, description="least ground distance between picks and labelled blocks")
     shortlist_factor: int = Field(10, ge=1, description="k-center chooses among this many times k best-scored blocks")
+    shortlist_share: float = Field(
+        0.25, gt=0, le=1,
+        description="and among at most this share of the free candidates (but at least k), so that on a small "
+                    "pool the shortlist is not the whole pool and the scores still matter",
+    )  # fmt: skip
     diversity_features: tuple[str, ...] = Field(DEFAULT_DIVERSITY_FEATURES, min_length=1)
 
     @model_validator(mode="after")
@@ -261,10 +278,17 @@ class AlConfig(StrictModel):
                                        "the decision sample is small (continued boosting).")
     decision_retrain_blocks: int = Field(100, ge=2, description="A decision sample of at least this many blocks "
                                          "trains the decision models anew instead.")
-    acceptance_tolerance: float = Field(0.0, ge=0, le=0.1, description="A new model is adopted when its "
-                                        "validation IoU is at least the current one's minus this.")
+    acceptance_tolerance: float = Field(0.0, ge=0, le=0.1, description="A new model is adopted when none of "
+                                        "its validation IoU, semantic correctness and closeness of PCS to 1 is "
+                                        "below the current one's by more than this or the current one's 95 % "
+                                        "interval half-width, whichever is larger, and one is higher "
+                                        "(mapper.al.verdict.accept).")
     selection: SelectionSettings = SelectionSettings()
     stop: StopThresholds = StopThresholds()
+    stop_rule: Literal["point", "lower_bound"] = Field("lower_bound", description="How a province's numbers "
+                                                       "meet the stop thresholds: lower_bound, the lower end of "
+                                                       "their 95 % interval (a small validation sample must "
+                                                       "show it); point, the values themselves (the paper's).")
     annotator: AnnotatorConfig = AnnotatorConfig()
 
     @field_validator("strategy")

@@ -1,22 +1,25 @@
 """What a selection strategy is, and the registry of them by name.
 
 A strategy is a class in its own module of this package, registered with `@register`: it names the component
-scores it ranks by (`needs`: their pool columns must then be there, else SelectionError names the stage that
-writes them), takes the round's blocks from the picker (`pick`) and says why each was taken (`reason`). The
-CLI's `--strategy` choices and the config's `al.strategy` read `strategy_names()`.
+scores it ranks by (`needs`, given the table's sources: their pool columns must then be there, else SelectionError
+names the stage that writes them, or the second source they need), takes the round's blocks from the picker
+(`pick`) and says why each was taken (`reason`). The CLI's `--strategy` choices and the config's `al.strategy`
+read `strategy_names()`.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
 from mapper.al.picker import Pick, Picker
-from mapper.al.scores import Scores
+from mapper.al.pool import SOURCES
+from mapper.al.scores import COMPONENTS, Scores
 from mapper.config.models import SelectionSettings
 
 _REGISTRY: dict[str, type[Strategy]] = {}
@@ -33,6 +36,8 @@ class Context:
     combined: np.ndarray  # the combined score (mapper.al.scores), reported by strategies that rank by it
     picker: Picker
     seed: int
+    history: Mapping[str, int] = field(default_factory=dict)  # picks per part in the campaign's earlier rounds
+    components: tuple[str, ...] = COMPONENTS  # those the combined score ranks by (combined_components)
 
 
 class Strategy(ABC):
@@ -42,8 +47,8 @@ class Strategy(ABC):
     scores: ClassVar[tuple[str, ...]] = ()  # the component scores it ranks by
     reports_combined: ClassVar[bool] = False  # the output's combined_score column is its own
 
-    def needs(self, settings: SelectionSettings) -> tuple[str, ...]:
-        """The component scores that must be computable for this strategy."""
+    def needs(self, settings: SelectionSettings, sources: tuple[str, ...] = SOURCES) -> tuple[str, ...]:
+        """The component scores that must be computable for this strategy on a table of these sources."""
         return self.scores
 
     @abstractmethod
@@ -58,7 +63,7 @@ class Strategy(ABC):
 class TopScoreStrategy(Strategy):
     """The highest values of one component score first: the score of the strategy's own name."""
 
-    def needs(self, settings: SelectionSettings) -> tuple[str, ...]:
+    def needs(self, settings: SelectionSettings, sources: tuple[str, ...] = SOURCES) -> tuple[str, ...]:
         return (self.name,)
 
     def pick(self, ctx: Context, n: int) -> None:
