@@ -4,6 +4,7 @@ simulated world, on real chips and on both, judged on held-out real chips and on
     python -m benchmarks.real_seg prepare --out /tmp/real          # labels: gid15 splits + world seeds 0 and 1
     python -m benchmarks.real_seg evaluate --out /tmp/real --checkpoint seg-default
     python -m benchmarks.real_seg curve --out /tmp/real --steps 400 --record   # the learning curve (CPU: ~1 h)
+    python -m benchmarks.real_seg calibrated --out /tmp/real --steps 1200 --record   # its models, calibrated
 
 **Data.** `../shared/data/real/gid15/` (761 chips of 224 px, GID: Tong et al. 2020, Remote Sensing of
 Environment 237:111322; chips and labels as published in XiangtaoZheng/GID-MTL, Zheng et al. 2021; research
@@ -19,6 +20,10 @@ fine-tunes of it with configs/train_seg_real.yaml at `--steps` on the real train
 on the world's seed-0 blocks beside them ("mixed"), each with the first 25 %, 50 % and 100 % of the training
 chips of every scene class (nested: each larger set holds the smaller). Every model is judged on the same
 held-out gid15 test chips and world seed-1 images.
+
+**Calibrated.** Each trained model of the curve, copied and given a decision threshold by `mapper train
+calibrate` on the gid15 validation chips (mapper.seg.calibrate: the threshold of highest pooled IoU there),
+judged again on the same test chips (and, with `--with-world`, world seed 1). The test chips choose nothing.
 """
 
 from __future__ import annotations
@@ -95,17 +100,17 @@ def prepare_world(out: Path, per_province: int, held_out_per_province: int) -> N
                str(out / "world_seed1"), "--workers", "2", "-q")  # fmt: skip
 
 
-def evaluate(out: Path, checkpoint: str, max_world_images: int) -> dict:
-    """Pooled pixel metrics of a checkpoint on the held-out gid15 chips and on world seed 1."""
+def evaluate(out: Path, checkpoint: str, max_world_images: int, with_world: bool = True) -> dict:
+    """Pooled pixel metrics of a checkpoint on the held-out gid15 chips and (with_world) on world seed 1."""
     result = {}
     judged = (("gid15_test", out / "gid15" / "test", []),
-              ("world_seed1", out / "world_seed1", ["--max-images", str(max_world_images)]))  # fmt: skip
+              ("world_seed1", out / "world_seed1", ["--max-images", str(max_world_images)]))[: 2 if with_world else 1]
     for name, labels, extra in judged:
         overlays = out / "overlays" / Path(checkpoint).name / name
         r = mapper("evaluate", "seg", "--checkpoint", checkpoint, "--labels", str(labels), "--json", "-q",
                    "--overlays", str(overlays), *extra)  # fmt: skip
         m = json.loads(r.stdout)
-        keys = ("iou", "precision", "recall", "f1", "images", "model_gsd_m", "image_gsd_m")
+        keys = ("iou", "precision", "recall", "f1", "images", "model_gsd_m", "image_gsd_m", "threshold")
         result[name] = {k: m[k] for k in keys if k in m}
     return result
 
@@ -168,6 +173,30 @@ def curve(out: Path, steps: int, fractions, max_world_images: int) -> dict:
     return results
 
 
+def calibrated(out: Path, steps: int, max_world_images: int, with_world: bool) -> dict:
+    """{model_cal: {threshold, gid15_test[, world_seed1]}} for every trained model of the saved curve: a copy
+    calibrated on the validation chips, then judged; saved after each (out/calibrated_s{steps}.json)."""
+    saved, curve_file = out / f"calibrated_s{steps}.json", out / f"curve_s{steps}.json"
+    if not curve_file.exists():
+        sys.exit(f"{curve_file} is missing: run `python -m benchmarks.real_seg curve --out {out} --steps {steps}`")
+    results = json.loads(saved.read_text()) if saved.exists() else {}
+    for name, point in json.loads(curve_file.read_text()).items():
+        if point["regime"] == "world" or f"{name}_cal" in results:
+            continue
+        ckpt = out / "models" / f"{name}_s{steps}_cal"
+        if not ckpt.exists():
+            shutil.copytree(out / "models" / f"{name}_s{steps}", ckpt)
+        mapper("train", "calibrate", "--checkpoint", str(ckpt), "--labels", str(out / "gid15" / "val"), "-q")
+        threshold = json.loads((ckpt / "checkpoint.json").read_text())["decision"]["threshold"]
+        judged = evaluate(out, str(ckpt), max_world_images, with_world=with_world)
+        results[f"{name}_cal"] = {**point, "threshold": threshold, **judged}
+        if not with_world:
+            results[f"{name}_cal"].pop("world_seed1", None)
+        saved.write_text(json.dumps(results, indent=1))
+        print(json.dumps({f"{name}_cal": results[f"{name}_cal"]}), flush=True)
+    return results
+
+
 def report(results: dict, info: dict, world_images: int, command: str) -> list[str]:
     """The RESULTS.md section: pooled pixel metrics of each model on both held-out sets (and, for curve points,
     the training chips and seconds)."""
@@ -177,19 +206,20 @@ def report(results: dict, info: dict, world_images: int, command: str) -> list[s
              "of each scene class in manifest order, 4 m Gaofen-2; GID, Tong et al. 2020, chips of "
              f"XiangtaoZheng/GID-MTL, research use) and on {world_images} images of world seed 1 (held out). Trained "
              "models are fine-tunes of seg-default by configs/train_seg_real.yaml (2 m, scale 0.75-1.33).", "",
-             "| model | model GSD | training chips | gid15 IoU | precision | recall | world seed 1 IoU | precision | "
-             "recall | train s |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+             "| model | model GSD | training chips | threshold | gid15 IoU | precision | recall | world seed 1 IoU | "
+             "precision | recall | train s |", "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for name, r in results.items():
-        g, w = r["gid15_test"], r["world_seed1"]
-        lines.append(f"| {name} | {g.get('model_gsd_m') or 'native'} | {r.get('train_chips', '-')} | {g['iou']:.3f} | "
-                     f"{g['precision']:.3f} | {g['recall']:.3f} | {w['iou']:.3f} | {w['precision']:.3f} | "
-                     f"{w['recall']:.3f} | {r.get('train_seconds', '-')} |")  # fmt: skip
+        g, w = r["gid15_test"], r.get("world_seed1")
+        world = f"{w['iou']:.3f} | {w['precision']:.3f} | {w['recall']:.3f}" if w else "- | - | -"
+        lines.append(f"| {name} | {g.get('model_gsd_m') or 'native'} | {r.get('train_chips', '-')} | "
+                     f"{g.get('threshold', 0.5):g} | {g['iou']:.3f} | {g['precision']:.3f} | {g['recall']:.3f} | "
+                     f"{world} | {r.get('train_seconds', '-')} |")  # fmt: skip
     return [*lines, ""]
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("step", choices=["prepare", "evaluate", "curve"])
+    ap.add_argument("step", choices=["prepare", "evaluate", "curve", "calibrated"])
     ap.add_argument("--out", type=Path, required=True, help="Work folder (labels, overlays).")
     ap.add_argument("--checkpoint", action="append", default=[], help="evaluate: a checkpoint (repeatable).")
     ap.add_argument("--world-per-province", type=int, default=20, help="prepare: seed-0 blocks per province.")
@@ -197,6 +227,7 @@ def main(argv=None) -> None:
     ap.add_argument("--max-world-images", type=int, default=40, help="evaluate: seed-1 images judged.")
     ap.add_argument("--steps", type=int, default=400, help="curve: fine-tune steps of each point.")
     ap.add_argument("--fractions", type=float, nargs="+", default=[0.25, 0.5, 1.0], help="curve: chip shares.")
+    ap.add_argument("--with-world", action="store_true", help="calibrated: also judge on world seed 1 (slow).")
     ap.add_argument("--record", action="store_true", help="append the table to benchmarks/RESULTS.md.")
     args = ap.parse_args(argv)
     if args.step == "prepare":
@@ -204,25 +235,25 @@ def main(argv=None) -> None:
             sys.exit(f"{GID15} is not there: the gid15 chips live in ../shared/data/real/ beside the repository")
         print(json.dumps(prepare_gid15(args.out)))
         prepare_world(args.out, args.world_per_province, args.held_out_per_province)
+        return
+    if args.step == "calibrated":
+        results = calibrated(args.out, args.steps, args.max_world_images, args.with_world)
+        command = f"calibrated --steps {args.steps}"
     elif args.step == "curve":
-        from benchmarks.run import append_results, machine_info
-
         results = curve(args.out, args.steps, args.fractions, args.max_world_images)
-        lines = report(results, machine_info(), args.max_world_images, f"curve --steps {args.steps}")
-        print("\n".join(lines))
-        if args.record:
-            append_results(lines)
+        command = f"curve --steps {args.steps}"
     else:
-        from benchmarks.run import append_results, machine_info
-
         results = {}
         for ckpt in args.checkpoint or ["seg-default"]:
             results[ckpt] = evaluate(args.out, ckpt, args.max_world_images)
             print(json.dumps({ckpt: results[ckpt]}, indent=2), flush=True)
-        lines = report(results, machine_info(), args.max_world_images, "evaluate")
-        print("\n".join(lines))
-        if args.record:
-            append_results(lines)
+        command = "evaluate"
+    from benchmarks.run import append_results, machine_info
+
+    lines = report(results, machine_info(), args.max_world_images, command)
+    print("\n".join(lines))
+    if args.record:
+        append_results(lines)
 
 
 if __name__ == "__main__":

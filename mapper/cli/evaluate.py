@@ -135,7 +135,8 @@ def seg(checkpoint, labels_roots, max_images, coverage, overlays, n_overlays, as
                 iou = "-" if row["iou"] is None else f"{row['iou']:.3f}"
                 name = f"{row['block']}_{row['source']}.png"
                 title = f"{row['block']} {row['source']} ({row['coverage']}) IoU {iou}"
-                written.append(str(write_overlay(overlays / name, mosaic, target, result.probability, title)))
+                written.append(str(write_overlay(overlays / name, mosaic, target, result.probability, title,
+                                                 threshold=result.threshold)))  # fmt: skip
 
         metrics = evaluate_samples(segmenter, samples, on_image)
         bar.close()

@@ -227,3 +227,40 @@ def _fine_tune_seg(init, labels_roots, val_labels, out, cfg, device) -> None:
         f" -> {out}"
     )
     click.echo(f"evaluate it with: mapper evaluate seg --checkpoint {out} --labels <held-out labels>")
+
+
+@train.command("calibrate", short_help="Choose a segmentation checkpoint's decision threshold on held-out labels.")
+@click.option("--checkpoint", required=True, type=click.Path(path_type=Path),
+              help="A checkpoint directory you trained (copy a packaged model first: this writes into it).")
+@click.option("--labels", "labels_roots", multiple=True, required=True,
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Held-out labelled blocks or chips (the validation ones, never the test ones); repeatable.")
+@click.option("--max-images", type=click.IntRange(min=1), help="A spread sample of N images.")
+@device_option
+@click.option("--quiet", "-q", is_flag=True, help="Only the result line.")
+def calibrate(checkpoint, labels_roots, max_images, device, quiet):
+    """Predict the held-out images whole, count cropland at thresholds 0.2-0.8 and record the one with the
+    highest pooled pixel IoU in the checkpoint (`decision` in its checkpoint.json). Its masks in `mapper run`,
+    `segment` and `evaluate` then use it; the probability band is unchanged. Calibrating again replaces it."""
+    from mapper.labels.store import LabelError
+    from mapper.models.checkpoint import CheckpointError
+    from mapper.seg.calibrate import calibrate_checkpoint
+    from mapper.seg.evaluate import select_samples
+    from mapper.seg.predict import load_segmenter
+    from mapper.seg.samples import find_samples
+
+    if not checkpoint.is_dir():
+        raise TrainUsageError(f"--checkpoint {checkpoint}: not a checkpoint directory; calibrate one you trained "
+                              "(a packaged model: copy its folder out of mapper/data/models/ first)")  # fmt: skip
+    try:
+        segmenter = load_segmenter(checkpoint, device=device)
+        samples = select_samples(find_samples(labels_roots, None), max_images)
+        decision = calibrate_checkpoint(checkpoint, samples, [str(p.resolve()) for p in labels_roots], segmenter)
+    except (LabelError, CheckpointError, ValueError) as e:
+        raise TrainUsageError(str(e)) from e
+    if not quiet:
+        for t, iou in decision["iou_by_threshold"].items():
+            click.echo(f"  threshold {t}: pooled IoU {'-' if iou is None else f'{iou:.4f}'}")
+    at_default = decision["iou_at_0.5"]
+    click.echo(f"{checkpoint}: decision threshold {decision['threshold']:g} (pooled IoU {decision['iou']:.4f} on "
+               f"{decision['images']} held-out images; at 0.5: {'-' if at_default is None else f'{at_default:.4f}'})")

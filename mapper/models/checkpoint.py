@@ -126,6 +126,20 @@ def save_checkpoint(
     return directory
 
 
+def update_checkpoint_meta(directory: Path | str, updates: dict[str, Any]) -> dict:
+    """Set top-level entries of a checkpoint's checkpoint.json that do not describe its weights (e.g. the
+    decision threshold of mapper.seg.calibrate), atomically; the weights and their sha256 stay as they are.
+    Returns the new meta."""
+    from mapper.store.atomic import atomic_write_text
+
+    fixed = sorted(set(updates) & {*REQUIRED_META, "format", "sha256", "extra_files", "training"})
+    if fixed:
+        raise ValueError(f"{', '.join(fixed)} describe the weights of a checkpoint: not changed after training")
+    meta = {**read_checkpoint_meta(directory), **updates}
+    atomic_write_text(Path(directory) / META_FILE, json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+    return meta
+
+
 def read_checkpoint_meta(directory: Path | str) -> dict:
     """checkpoint.json of a checkpoint directory, with the files it names checked for presence."""
     directory = Path(directory)

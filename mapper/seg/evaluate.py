@@ -4,7 +4,9 @@ Each selected image (block × source) is predicted whole, exactly as in producti
 blended, mapper.seg.predict), and compared with its target (the block mask seen through that image:
 unlabelled pixels and pixels without imagery are ignored). Counts are pooled over all images, so the IoU
 is the pixel IoU of the whole labelled set — the paper's metric — not a mean of per-image IoUs (those are
-listed per image as well, with None for an image with no cropland in either truth or prediction).
+listed per image as well, with None for an image with no cropland in either truth or prediction). Cropland
+is where the probability exceeds the checkpoint's decision threshold (0.5 unless `mapper train calibrate`
+recorded another), as in production.
 """
 
 from __future__ import annotations
@@ -84,13 +86,14 @@ def evaluate_samples(
             m = mosaics[i]
             yield (i, (m.rgb, m.valid), s.gsd_m) if isinstance(m, ChipImage) else (i, m)
 
+    threshold = getattr(segmenter, "threshold", 0.5)
     total = np.zeros(4, np.int64)
     by_coverage: dict[str, np.ndarray] = {}
     rows, windows = [], 0
     t0 = time.perf_counter()
     for i, result in segmenter.predict(items()):
         s, target, mosaic = samples[i], targets.pop(i), mosaics.pop(i)
-        counts = iou_counts(np.nan_to_num(result.probability, nan=0.0), target)
+        counts = iou_counts(np.nan_to_num(result.probability, nan=0.0), target, threshold)
         total += counts
         key = s.coverage or "unrecorded"
         by_coverage[key] = by_coverage.get(key, np.zeros(4, np.int64)) + counts
@@ -110,6 +113,7 @@ def evaluate_samples(
         "by_coverage": {k: pixel_metrics(v) for k, v in sorted(by_coverage.items())},
         "world_seeds": sorted({s.world_seed for s in samples if s.world_seed >= 0}),
         "model_gsd_m": getattr(segmenter, "gsd_m", None),
+        "threshold": threshold,
         "image_gsd_m": _gsd_range(samples),
         "windows": windows,
         "seconds": round(seconds, 1),
@@ -124,7 +128,7 @@ def _gsd_range(samples: Sequence[SegSample]) -> list[float] | None:
 
 
 def write_overlay(path: Path | str, mosaic, target: np.ndarray, probability: np.ndarray, title: str = "",
-                  crop: int = 512) -> Path:  # fmt: skip
+                  crop: int = 512, threshold: float = 0.5) -> Path:  # fmt: skip
     """A PNG of one image: the block (¼ scale) and a full-resolution crop (a chip under 1024 px: the whole chip
     at full resolution), each as image / prediction outlined on the image / errors (green TP, red FP, blue FN,
     grey where ignored) / truth outlined."""
@@ -134,7 +138,7 @@ def write_overlay(path: Path | str, mosaic, target: np.ndarray, probability: np.
 
     rgb = mosaic.rgb.copy()
     rgb[~mosaic.valid] = (255, 0, 255)
-    pred = np.nan_to_num(probability, nan=0.0) > 0.5
+    pred = np.nan_to_num(probability, nan=0.0) > threshold
     truth = target == 1
     ignored = target == 255
 

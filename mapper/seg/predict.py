@@ -50,6 +50,13 @@ if TYPE_CHECKING:
 DEFAULT_CHECKPOINT = "seg-default"
 NODATA = 255
 PROBABILITY_SCALE = 250  # band 2 of a prediction GeoTIFF: probability × 250 (uint8), 255 = no imagery
+DEFAULT_THRESHOLD = 0.5  # Mask2Former's argmax of two classes; a calibrated checkpoint records its own
+
+
+def decision_threshold(meta: dict) -> float:
+    """The cropland threshold a checkpoint records (`decision.threshold`, set by `mapper train calibrate` on
+    held-out labels), else 0.5."""
+    return float((meta.get("decision") or {}).get("threshold", DEFAULT_THRESHOLD))
 
 
 @dataclass
@@ -57,12 +64,14 @@ class SegResult:
     probability: np.ndarray  # (H, W) float32 cropland probability; NaN where there is no imagery
     valid: np.ndarray  # (H, W) bool: the mosaic had imagery
     windows_run: int = 0
+    threshold: float = DEFAULT_THRESHOLD  # cropland where probability > threshold (the checkpoint's decision)
 
     @property
     def mask(self) -> np.ndarray:
-        """(H, W) uint8: 1 cropland, 0 not, 255 no imagery (probability > 0.5: Mask2Former's argmax)."""
+        """(H, W) uint8: 1 cropland, 0 not, 255 no imagery (probability > threshold; 0.5 is Mask2Former's
+        argmax)."""
         out = np.full(self.valid.shape, NODATA, np.uint8)
-        out[self.valid] = self.probability[self.valid] > 0.5
+        out[self.valid] = self.probability[self.valid] > self.threshold
         return out
 
 
@@ -90,6 +99,7 @@ class Segmenter:
     meta: dict | None = None
     classes: tuple[str, ...] = CLASSES
     gsd_m: float | None = None  # the pixel size the network learnt at (None: not recorded, no resampling)
+    threshold: float = DEFAULT_THRESHOLD  # the checkpoint's decision threshold (mapper.seg.calibrate)
 
     @classmethod
     def from_checkpoint(cls, checkpoint, batch_size: int = 16) -> Segmenter:
@@ -97,7 +107,7 @@ class Segmenter:
         norm = meta["normalisation"]
         return cls(checkpoint.model, int(meta["input"]["size"]), int(meta["input"].get("overlap", 0)),
                    tuple(norm["mean"]), tuple(norm["std"]), batch_size, meta, tuple(meta["classes"]),
-                   meta["input"].get("gsd_m"))  # fmt: skip
+                   meta["input"].get("gsd_m"), decision_threshold(meta))  # fmt: skip
 
     @property
     def device(self) -> torch.device:
@@ -188,8 +198,7 @@ class Segmenter:
             b.pending -= 1
             b.windows_run += 1
 
-    @staticmethod
-    def _finished(blocks: deque[_Block]) -> Iterator[tuple[Any, SegResult]]:
+    def _finished(self, blocks: deque[_Block]) -> Iterator[tuple[Any, SegResult]]:
         while blocks and blocks[0].pending == 0:
             b = blocks.popleft()
             prob = b.blend.result()
@@ -200,7 +209,7 @@ class Segmenter:
                 prob = resize_probability(prob, b.own[0])
                 prob[~valid] = np.nan
                 prob[valid & np.isnan(prob)] = 0.0  # an own pixel whose resampled neighbours had no imagery
-            yield b.key, SegResult(prob, valid, b.windows_run)
+            yield b.key, SegResult(prob, valid, b.windows_run, self.threshold)
 
 
 def load_segmenter(

@@ -166,10 +166,10 @@ class Prefetcher:
 
 
 # ---------------------------------------------------------------------------------------------- metrics
-def iou_counts(prob: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """[tp, fp, fn, tn] pixel counts of cropland (prob > 0.5) against a 0/1/255 target (255 ignored)."""
+def iou_counts(prob: np.ndarray, target: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """[tp, fp, fn, tn] pixel counts of cropland (prob > threshold) against a 0/1/255 target (255 ignored)."""
     lab = target != IGNORE
-    pred = (prob > 0.5) & lab
+    pred = (prob > threshold) & lab
     truth = (target == 1) & lab
     tp = int(np.count_nonzero(pred & truth))
     fp = int(np.count_nonzero(pred & ~truth))
