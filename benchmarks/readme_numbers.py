@@ -45,7 +45,7 @@ from pathlib import Path
 
 from benchmarks.common import median
 
-STEPS = ("demo", "validate", "seed1", "compare", "croptype", "al", "area", "models")
+STEPS = ("demo", "validate", "seed1", "compare", "croptype", "croptype_evaluate", "al", "area", "models", "decide")
 # The held-out labels of the packaged IQA model (configs/train_iqa_default.yaml): world seed 1, these provinces.
 HELD_OUT_PROVINCES = ("Heilongjiang", "Tibet", "Guangxi", "Shandong", "Gansu", "Hubei", "Xinjiang", "Yunnan", "Qinghai",
                       "Inner Mongolia")  # fmt: skip
@@ -241,14 +241,20 @@ def step_area() -> dict:
             "guangdong_mercator_over_true": float(mercator / geodesic_area_m2(geometry))}  # fmt: skip
 
 
-def step_models(work: Path, per_province: int) -> dict:
-    """The packaged IQA and segmentation models on labelled blocks of world seed 1 (they learnt on seed 0)."""
+def seed1_labels(work: Path, per_province: int) -> tuple[str, float]:
+    """Labelled blocks of world seed 1 over the held-out provinces (the packaged models learnt on seed 0), and the
+    seconds it took; `labels make` keeps blocks already complete, so a second step reuses the first's."""
     labels = f"labels-seed1-{per_province}"
     t0 = time.perf_counter()
     for province in HELD_OUT_PROVINCES:
         mapper(["labels", "make", "--world-seed", "1", "-p", province, "--n", str(per_province), "--out", labels,
                 "--workers", "2", "-q"], work)  # fmt: skip
-    labels_s = time.perf_counter() - t0
+    return labels, time.perf_counter() - t0
+
+
+def step_models(work: Path, per_province: int) -> dict:
+    """The packaged IQA and segmentation models on labelled blocks of world seed 1 (they learnt on seed 0)."""
+    labels, labels_s = seed1_labels(work, per_province)
     iqa_s, stdout = mapper(["evaluate", "iqa", "--labels", labels, "--json"], work)
     iqa = json_out(stdout)
     seg_s, stdout = mapper(["evaluate", "seg", "--labels", labels, "--max-images", "40", "--json", "-q"], work)
@@ -257,6 +263,45 @@ def step_models(work: Path, per_province: int) -> dict:
             "iqa_images": iqa.get("n") or sum(c["n"] for c in iqa["per_class"].values()), "iqa_s": iqa_s,
             "seg_iou": seg["iou"], "seg_precision": seg["precision"], "seg_recall": seg["recall"],
             "seg_images": seg["images"], "seg_s": seg_s}  # fmt: skip
+
+
+def step_decide(work: Path, per_province: int) -> dict:
+    """The packaged decision models (decide-default, trained on world seed 0) judged on every labelled seed-1
+    block: seg-default's predictions of both sources (`mapper segment --mosaic`), the feature tables, then
+    `mapper decide evaluate --json` (semantic correctness per block × source, integration per block, and the
+    integrated map's pixel IoU against either source alone)."""
+    labels, _ = seed1_labels(work, per_province)
+    images = sorted(str(p.relative_to(work)) for p in (work / labels).glob("*/image_*.tif"))
+    if not images:
+        raise RuntimeError(f"{work / labels} holds no labelled block images")
+    mosaics = [arg for image in images for arg in ("--mosaic", image)]
+    segment_s, _ = mapper(["segment", *mosaics, "--out", "preds-seed1", "-q"], work)
+    table_s, _ = mapper(["decide", "table", "--labels", labels, "--predictions", "preds-seed1", "--out",
+                         "tables-seed1", "-q"], work)  # fmt: skip
+    from mapper.models.registry import resolve_checkpoint
+
+    models = str(resolve_checkpoint("decide-default"))  # the packaged folder: `decide evaluate` takes a directory
+    evaluate_s, stdout = mapper(["decide", "evaluate", "--models", models, "--tables", "tables-seed1",
+                                 "--labels", labels, "--predictions", "preds-seed1", "--json"], work)  # fmt: skip
+    return {**decide_numbers(json_out(stdout)), "segment_s": segment_s, "table_s": table_s, "evaluate_s": evaluate_s}
+
+
+def decide_numbers(ev: dict) -> dict:
+    """The README's figures from a `mapper decide evaluate --json` report."""
+    noise = ev["correctness"]["per_class"].get("Noise", {})
+    return {"blocks": ev["blocks"], "rows": ev["correctness"]["n"], "correctness": ev["correctness"]["accuracy"],
+            "noise_recall": noise.get("recall"), "noise_n": noise.get("n"),
+            "integration": ev["integration"]["accuracy"], "pixel_iou": ev["pixel_iou"]}  # fmt: skip
+
+
+def step_croptype_evaluate(work: Path) -> dict:
+    """The packaged crop-type model held out: `mapper croptype evaluate --json` (Henan parcels of world seed 1;
+    it learnt on seed 0) — overall accuracy per taxonomy level."""
+    wall, stdout = mapper(["croptype", "evaluate", "--model", "croptype-default", "--json"], work)
+    ev = json_out(stdout)
+    levels = {k: ev[k]["overall_accuracy"] for k in ("level1", "level2", "level3", "level4") if k in ev}
+    return {"wall_s": wall, "data": ev.get("data"), "parcels": ev.get("n_parcels"), "accuracy": levels,
+            "macro_f1": {k: ev[k]["macro_f1"] for k in levels}}
 
 
 def _f(v, fmt: str = ".3f") -> str:
@@ -361,8 +406,27 @@ def _models_lines(m: dict) -> list[str]:
             f"({m['seg_s']:.0f} s)."]  # fmt: skip
 
 
+def _decide_lines(d: dict) -> list[str]:
+    iou = d["pixel_iou"]
+    timed = "segment_s" in d  # a saved report read back has no times
+    timing = f"; segmenting both sources {d['segment_s']:.0f} s, tables {d['table_s']:.0f} s." if timed else "."
+    return [f"- **Decisions held out** (`decide-default` on all {d['blocks']} labelled blocks of seed 1, "
+            f"`mapper decide evaluate --json`): semantic-correctness accuracy **{_f(d['correctness'])}** over "
+            f"{d['rows']} block × source rows (Noise recall {_f(d['noise_recall'], '.2f')} of {d['noise_n']}), "
+            f"integration accuracy {_f(d['integration'])}, integrated map's pixel IoU **{_f(iou['integrated'])}** "
+            f"against {_f(iou['Only A'])} (A alone) and {_f(iou['Only B'])} (B alone), per-block best choice "
+            f"{_f(iou['best choice'])}" + timing]
+
+
+def _croptype_evaluate_lines(c: dict) -> list[str]:
+    acc = ", ".join(f"level {k.removeprefix('level')} {_f(v)}" for k, v in c["accuracy"].items())
+    return [f"- **`mapper croptype evaluate`** of `croptype-default` ({c['data']}, {c['parcels']} parcels' pure "
+            f"10 m pixels): overall accuracy {acc}; {c['wall_s']:.0f} s."]
+
+
 LINES = {"demo": _demo_lines, "validate": _validate_lines, "seed1": _seed1_lines, "compare": _compare_lines,
-         "croptype": _croptype_lines, "al": _al_lines, "area": _area_lines, "models": _models_lines}  # fmt: skip
+         "croptype": _croptype_lines, "al": _al_lines, "area": _area_lines, "models": _models_lines,
+         "decide": _decide_lines, "croptype_evaluate": _croptype_evaluate_lines}  # fmt: skip
 
 
 def report(results: dict, info: dict, state: dict) -> list[str]:
@@ -418,6 +482,8 @@ def main(argv: list[str] | None = None) -> int:
         "al": lambda: step_al(work),
         "area": step_area,
         "models": lambda: step_models(work, args.models_per_province),
+        "decide": lambda: step_decide(work, args.models_per_province),
+        "croptype_evaluate": lambda: step_croptype_evaluate(work),
     }
     for name in (n for n in STEPS if n in args.only):
         print(f"[{time.strftime('%H:%M:%S')}] {name} …", file=sys.stderr, flush=True)

@@ -193,3 +193,16 @@ def test_readme_numbers_area_step_and_report(tmp_path):
     assert any("overstates Guangdong" in line for line in lines)
     with pytest.raises(SystemExit):
         readme_numbers.main(["--out", str(readme_numbers.REPO / "runs-inside"), "--only", "area"])
+
+
+def test_readme_numbers_decide_figures_come_from_the_evaluate_report():
+    """The README's decision figures (0.956, 0.946) are what the decide step reads from `decide evaluate --json`."""
+    import json
+
+    from benchmarks import readme_numbers
+
+    saved = json.loads((readme_numbers.REPO / "benchmarks" / "decide_heldout_seed1.json").read_text())
+    numbers = readme_numbers.decide_numbers(saved)
+    assert (numbers["blocks"], numbers["rows"], numbers["noise_n"]) == (250, 500, 8)
+    line = readme_numbers._decide_lines(numbers)[0]
+    assert "**0.956** over 500" in line and "**0.946**" in line and "0.804 (A alone)" in line
