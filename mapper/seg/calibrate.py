@@ -2,13 +2,15 @@
 
 Mask2Former's cropland probability (mapper.seg.model.cropland_probability) is the share of the cropland masks'
 weight: calibrated on the data it learnt from, biased on a domain it saw little of. On the gid15 chips a
-real-chip fine-tune put almost no pixel above 0.8 and the validation chips' best threshold was 0.4, not 0.5
-(benchmarks/RESULTS.md). `calibrate_checkpoint` predicts every held-out image whole, as in production,
-counts TP/FP/FN at each threshold of THRESHOLDS (pooled over the images, like `mapper evaluate seg`), takes
-the one with the highest pooled IoU (ties: the one nearest 0.5) and records it in the checkpoint's
-checkpoint.json as `decision` (threshold, the IoU there and at 0.5, the labels, the images, the grid); from
-then on the checkpoint's masks — in `mapper run`, `segment` and `evaluate` — are probability > threshold. The
-probability band of a prediction is unchanged.
+real-chip fine-tune gave no true cropland pixel of the validation chips a probability above 0.8, and the
+validation chips' best threshold was 0.4, not 0.5 (benchmarks/RESULTS.md).
+
+`calibrate_checkpoint` predicts every held-out image whole, as in production, counts TP/FP/FN at each
+threshold of THRESHOLDS (pooled over the images, like `mapper evaluate seg`), takes the one with the highest
+pooled IoU (ties: the one nearest 0.5) and records it in the checkpoint's checkpoint.json as `decision`
+(threshold, the IoU there and at 0.5, the labels, the images, the grid); from then on the checkpoint's masks —
+in `mapper run`, `segment` and `evaluate` — are probability > threshold. The probability band of a prediction
+is unchanged.
 
 The labels must be held out from training (the validation split, never the test one): a threshold tuned on
 the test set would flatter every number measured there.
