@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mapper.seg.evaluate import ChipImage, read_sample
+from mapper.seg.evaluate import prediction_inputs
 from mapper.seg.predict import DEFAULT_THRESHOLD
 from mapper.seg.samples import SegSample
 from mapper.seg.train import iou_counts
@@ -34,16 +34,10 @@ THRESHOLDS = tuple(round(0.2 + 0.025 * i, 3) for i in range(25))  # 0.2 … 0.8:
 
 def threshold_counts(segmenter, samples: Sequence[SegSample], thresholds: Sequence[float] = THRESHOLDS) -> np.ndarray:
     """(len(thresholds), 4) pooled [tp, fp, fn, tn] of cropland at each threshold over the whole images."""
-    targets: dict[int, np.ndarray] = {}
-
-    def items():
-        for i, s in enumerate(samples):
-            mosaic, targets[i] = read_sample(s)
-            yield (i, (mosaic.rgb, mosaic.valid), s.gsd_m) if isinstance(mosaic, ChipImage) else (i, mosaic)
-
+    held: dict[int, tuple] = {}
     counts = np.zeros((len(thresholds), 4), np.int64)
-    for i, result in segmenter.predict(items()):
-        prob, target = np.nan_to_num(result.probability, nan=0.0), targets.pop(i)
+    for i, result in segmenter.predict(prediction_inputs(samples, held)):
+        prob, target = np.nan_to_num(result.probability, nan=0.0), held.pop(i)[1]
         for j, t in enumerate(thresholds):
             counts[j] += iou_counts(prob, target, t)
     return counts

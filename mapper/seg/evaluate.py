@@ -12,7 +12,7 @@ recorded another), as in production.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +70,15 @@ def read_sample(sample: SegSample):
     return mosaic, target
 
 
+def prediction_inputs(samples: Sequence[SegSample], held: dict[int, tuple]) -> Iterator[tuple]:
+    """The Segmenter.predict items of `samples`, keyed by index, read lazily; each sample's (mosaic, target) is
+    put in `held[index]` for the caller to take when its result comes."""
+    for i, s in enumerate(samples):
+        held[i] = read_sample(s)
+        mosaic = held[i][0]
+        yield (i, (mosaic.rgb, mosaic.valid), s.gsd_m) if isinstance(mosaic, ChipImage) else (i, mosaic)
+
+
 def evaluate_samples(
     segmenter,
     samples: Sequence[SegSample],
@@ -77,22 +86,14 @@ def evaluate_samples(
 ) -> dict:
     """Pooled pixel metrics and per-image rows for `samples` (see the module docstring). `on_image(row,
     mosaic, target, result)` is called after each image (e.g. to draw overlays or advance a progress bar)."""
-    targets: dict[int, np.ndarray] = {}
-    mosaics: dict[int, object] = {}
-
-    def items():
-        for i, s in enumerate(samples):
-            mosaics[i], targets[i] = read_sample(s)
-            m = mosaics[i]
-            yield (i, (m.rgb, m.valid), s.gsd_m) if isinstance(m, ChipImage) else (i, m)
-
+    held: dict[int, tuple] = {}
     threshold = getattr(segmenter, "threshold", 0.5)
     total = np.zeros(4, np.int64)
     by_coverage: dict[str, np.ndarray] = {}
     rows, windows = [], 0
     t0 = time.perf_counter()
-    for i, result in segmenter.predict(items()):
-        s, target, mosaic = samples[i], targets.pop(i), mosaics.pop(i)
+    for i, result in segmenter.predict(prediction_inputs(samples, held)):
+        s, (mosaic, target) = samples[i], held.pop(i)
         counts = iou_counts(np.nan_to_num(result.probability, nan=0.0), target, threshold)
         total += counts
         key = s.coverage or "unrecorded"
