@@ -56,3 +56,23 @@ def test_a_directory_write_removes_what_a_killed_writer_left(tmp_path):
         (tmp / "weights").write_bytes(b"whole")
     assert (tmp_path / "model" / "weights").read_bytes() == b"whole"
     assert not left.exists() and live.exists() and other.exists()
+
+
+def test_a_new_run_removes_the_files_a_killed_creation_left(tmp_path):
+    """kill -9 inside a run's creation leaves `.config.yaml.<hex>.yaml.tmp` and no run.json; creating the run
+    again removes it (and nothing that is not a temporary of the run's own files)."""
+    from mapper.config.loader import load_config
+    from mapper.run.plan import resolve_region
+    from mapper.run.session import RunRequest, open_store
+    from mapper.store.atomic import remove_stale_temporary_files
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".config.yaml.0123abcd.yaml.tmp").write_text("half a config")
+    (out / ".run.json.4567.json.tmp").write_text("{")
+    (out / ".notes.txt.89ab.txt.tmp").write_text("someone else's")
+    assert remove_stale_temporary_files(out / "absent.txt") == 0
+    req = RunRequest(load_config(), resolve_region(None, None, "114.31,22.81,114.34,22.84"), "demo", out=out)
+    open_store(req, ["demo-a", "demo-b"]).close()
+    assert sorted(p.name for p in out.iterdir() if p.name.endswith(".tmp")) == [".notes.txt.89ab.txt.tmp"]
+    assert (out / "run.json").exists() and (out / "config.yaml").exists()

@@ -43,6 +43,16 @@ def atomic_path(path: Path | str, suffix: str | None = None, check=None) -> Iter
             tmp_path.unlink()
 
 
+def remove_stale_temporary_files(path: Path | str) -> int:
+    """Remove the temporary files `atomic_path` left beside `path` when its writer was killed mid-write; returns
+    how many. Only for a file no other process is writing (e.g. a run's files before run.json exists)."""
+    path = Path(path)
+    stale = list(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
+    return len(stale)
+
+
 def atomic_write_bytes(path: Path | str, data: bytes) -> None:
     with atomic_path(path) as tmp, open(tmp, "xb") as f:
         f.write(data)
