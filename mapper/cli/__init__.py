@@ -15,13 +15,16 @@ from mapper.cli.compare import compare
 from mapper.cli.croptype import croptype
 from mapper.cli.decide import decide
 from mapper.cli.demo import demo
+from mapper.cli.estimate import estimate
 from mapper.cli.evaluate import evaluate
+from mapper.cli.export import export
 from mapper.cli.fetch import fetch
 from mapper.cli.grid import grid
 from mapper.cli.labels import labels
 from mapper.cli.report import report
 from mapper.cli.run import run
 from mapper.cli.segment import segment
+from mapper.cli.serve import serve
 from mapper.cli.train import train
 from mapper.cli.validate import validate
 
@@ -51,6 +54,9 @@ cli.add_command(report)
 cli.add_command(al)
 cli.add_command(croptype)
 cli.add_command(allocate)
+cli.add_command(estimate)
+cli.add_command(serve)
+cli.add_command(export)
 
 
 def main() -> None:

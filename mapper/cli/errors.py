@@ -21,6 +21,8 @@ from mapper.models.checkpoint import CheckpointError
 from mapper.run.executor import ExecutorError
 from mapper.run.plan import RegionError
 from mapper.run.session import RunDiskFullError
+from mapper.serve.runview import ServeError
+from mapper.stac.runinfo import StacExportError
 from mapper.store.run_lock import LockLostError, RunLockedError
 from mapper.store.run_store import RunStoreError
 from mapper.validation.validate import ValidationInputError
@@ -51,6 +53,8 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     StatisticsError,
     ExecutorError,
     ValidationInputError,
+    StacExportError,
+    ServeError,
     FileNotFoundError,
     PermissionError,
 )

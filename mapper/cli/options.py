@@ -18,6 +18,17 @@ world_seed_option = click.option(
 )
 
 
+def region_options(func):
+    """--province / --country / --bbox: the region of `mapper run` and of `mapper estimate`."""
+    for option in reversed((
+        click.option("--province", "-p", help="A province by any common name: Guangdong, 广东省, CN044."),
+        click.option("--country", help="A whole country (China)."),
+        click.option("--bbox", help="WEST,SOUTH,EAST,NORTH in degrees."),
+    )):  # fmt: skip
+        func = option(func)
+    return func
+
+
 def load(config_files, world_seed=None, overrides: dict | None = None):
     from mapper.config import load_config
 

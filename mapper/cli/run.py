@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from mapper.cli.options import config_option, load, world_seed_option
+from mapper.cli.options import config_option, load, region_options, world_seed_option
 
 
 class RunUsageError(click.ClickException):
@@ -15,9 +15,7 @@ class RunUsageError(click.ClickException):
 
 
 @click.command("run", short_help="Map cropland of a region end to end (fetch → ... → map outputs).")
-@click.option("--province", "-p", help="A province by any common name: Guangdong, 广东省, CN044.")
-@click.option("--country", help="A whole country (China).")
-@click.option("--bbox", help="WEST,SOUTH,EAST,NORTH in degrees.")
+@region_options
 @click.option("--source", "-s", default="demo", show_default=True,
               help="Two imagery sources: a source set (demo, web) or two names (mapbox,google).")  # fmt: skip
 @click.option("--max-blocks", type=click.IntRange(min=1), help="A spread sample of N of the region's blocks.")
@@ -64,6 +62,7 @@ def run(province, country, bbox, source, max_blocks, out, resume, address, in_pr
 
         config = load(config_files, world_seed)
         req = RunRequest(config, resolve_region(province, country, bbox), source, out=out, max_blocks=max_blocks)
+        req.on_planned = _estimate_hook(config, req.region.name, source, in_process, quiet)
     req.quiet, req.dry_run, req.retry_failed = quiet, dry_run, retry_failed
     summary = run_session(req, _executor_factory(in_process, address, dry_run))
     if as_json:
@@ -91,6 +90,14 @@ def _resume_request(resume, province, country, bbox, source, max_blocks, config_
     blocks = listed.read_text(encoding="utf-8").split() if "blocks" in saved and listed.exists() else None
     return RunRequest(config, region, sources, resume=resume, blocks=blocks,
                       max_blocks=max_blocks if max_blocks is not None else saved.get("max_blocks"))  # fmt: skip
+
+
+def _estimate_hook(config, region_name: str, source: str, in_process: bool, quiet: bool):
+    """Print the run's estimate (stderr) once it is planned, and keep it as RUN/estimate.json."""
+    from mapper.estimate.inrun import estimate_hook
+
+    echo = None if quiet else lambda text: click.echo(text, err=True)
+    return estimate_hook(config, region_name, source, "in_process" if in_process else "ray", echo)
 
 
 def _executor_factory(in_process: bool, address: str | None, dry_run: bool):

@@ -29,6 +29,13 @@ class SourceConfig(StrictModel):
     """The config of an imagery source. Each kind's class lives beside its source, with the field
     `kind: Literal["..."] = "..."`, an `open(name, config)` that builds the TileSource, and `@register_source`."""
 
+    # Left out of dumps (exclude): a price changes no output, so it must not enter a run's identity or its saved
+    # config, and runs made before the field existed still resume.
+    price_per_1000_tiles: float | None = Field(
+        None, ge=0, exclude=True,
+        description="What 1,000 tiles of this source cost, in US dollars: `mapper estimate` prices a run with it.",
+    )  # fmt: skip
+
     @property
     def simulated(self) -> bool:
         """This source is the simulated world (its truth is known): True only for the world's kind."""

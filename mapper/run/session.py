@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,9 +16,9 @@ from mapper.run.plan import Region, plan_blocks, region_units, run_identity
 from mapper.run.preflight import check_dem, check_models, check_sources
 from mapper.run.registry import active_stages
 from mapper.run.stage import RunContext
-from mapper.store.atomic import atomic_write_text
+from mapper.store.atomic import atomic_write_text, remove_stale_temporary_files
 from mapper.store.run_lock import RunLock
-from mapper.store.run_store import RunLayout, RunStore, RunStoreError, check_writable
+from mapper.store.run_store import RUN_FILE, RunLayout, RunStore, RunStoreError, check_writable
 from mapper.store.space import free_bytes, is_disk_full, reason
 
 log = logging.getLogger("mapper.run")
@@ -36,6 +37,7 @@ class RunRequest:
     dry_run: bool = False
     retry_failed: bool = False  # failed tasks get their attempts again (after their cause was fixed)
     blocks: list[str] | None = None  # exactly these blocks of the region (a label campaign's pool or sample)
+    on_planned: Callable[[RunStore], None] | None = None  # called once the blocks are planned, before any work
 
 
 def open_store(req: RunRequest, sources) -> RunStore:
@@ -45,6 +47,9 @@ def open_store(req: RunRequest, sources) -> RunStore:
         store = RunStore.open(req.resume, identity)
     else:
         created = {**identity, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        if not (Path(req.out) / RUN_FILE).exists():  # a creation killed mid-write left these; nobody writes them now
+            for name in (BLOCKS_FILE, "config.yaml", RUN_FILE):
+                remove_stale_temporary_files(Path(req.out) / name)
         if req.blocks is not None:  # the list itself, for `mapper run --resume` (run.json keeps its digest)
             atomic_write_text(Path(req.out) / BLOCKS_FILE, "\n".join(sorted(set(req.blocks))) + "\n")
         store = RunStore.create(req.out, created, resolved_config_yaml(req.config))
@@ -129,6 +134,8 @@ def _drive(req: RunRequest, store: RunStore, sources, executor_factory, lock: Ru
 
     layout: RunLayout = store.layout
     plan_if_needed(store, req)
+    if req.on_planned is not None:  # e.g. the estimate `mapper run` prints (mapper.estimate.inrun)
+        req.on_planned(store)
     if req.retry_failed:
         log.info("--retry-failed: %d failed task(s) get their attempts again", store.retry_failed())
     log.info("run %s: %s, sources %s, %d blocks", layout.root, req.region.name, ",".join(sources), store.planned())

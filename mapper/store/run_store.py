@@ -166,6 +166,19 @@ class RunStore:
         check_writable(layout.root)
         return cls(layout, _connect(layout.state_file), saved)
 
+    @classmethod
+    def read_only(cls, root: Path | str) -> RunStore:
+        """An existing run opened for reading only (a viewer beside a driver that may still be writing it)."""
+        layout = RunLayout(Path(root))
+        if not layout.run_file.exists() or not layout.state_file.exists():
+            raise RunStoreError(f"{layout.root} is not a run directory (no {RUN_FILE} and {STATE_FILE}); "
+                                "give a directory that `mapper run --out DIR` created")  # fmt: skip
+        saved = read_json(layout.run_file, RUN_FORMAT, "a mapper run", "give a run of this mapper version",
+                          RunStoreError)  # fmt: skip
+        saved.pop("format")
+        uri = f"{layout.state_file.resolve().as_uri()}?mode=ro"
+        return cls(layout, sqlite3.connect(uri, uri=True, check_same_thread=False), saved)
+
     def close(self) -> None:
         self.conn.close()
 
