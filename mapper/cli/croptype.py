@@ -159,7 +159,7 @@ def _datasets(paths, fmt: str = "native", taxonomy=None, ids=None, split=None, *
 
     sets = [read_format(p, fmt, taxonomy, ids, **options) for p in paths]
     ds = sets[0] if len(sets) == 1 else concat(sets)
-    if split and split != "all":
+    if split and split != "all" and not (fmt == "table" and "split" not in ds.parcels):  # a table without splits
         if "split" not in ds.parcels:
             raise CropTypeUsageError(f"--split {split}: native datasets have no splits; pass --format")
         ds = ds.subset((ds.parcels["split"] == split).to_numpy())
@@ -168,22 +168,52 @@ def _datasets(paths, fmt: str = "native", taxonomy=None, ids=None, split=None, *
     return ds
 
 
-def _format_options(fmt: str, source: str, max_pixels: int, unit: str) -> dict:
+def _format_options(fmt: str, source: str, max_pixels: int, unit: str, table: dict | None = None) -> dict:
     if fmt == "ccd":
         return {"source": source}
     if fmt == "h2crop":
         return {"max_pixels": max_pixels, "unit": unit}
+    if fmt == "table":
+        return _table_options(**(table or {}))
     return {}
+
+
+def _table_options(label_column="label", id_column="id", time_column=None, split_column="split", bands=None,
+                   step_days=5.0) -> dict:  # fmt: skip
+    """read_table's keywords from the table options (--bands as a comma list)."""
+    picked = tuple(b.strip() for b in bands.split(",") if b.strip()) if bands else None
+    return {"label_column": label_column, "id_column": id_column, "time_column": time_column,
+            "split_column": split_column, "bands": picked, "step_days": step_days}  # fmt: skip
+
+
+def table_options(f):
+    """How to read a --format table (CSV or Parquet; mapper.croptype.formats.table)."""
+    options = [
+        click.option("--label-column", default="label", show_default=True, help="table: the class of each sample."),
+        click.option("--id-column", default="id", show_default=True,
+                     help="table: the sample id (long tables; wide ones without it use the row number)."),
+        click.option("--time-column", help="table, long layout: the date or step column (default: date, else step)."),
+        click.option("--split-column", default="split", show_default=True,
+                     help="table: train / val / test per sample, when present (else a seeded share of ids)."),
+        click.option("--bands", "bands", help="table: the bands to use, e.g. NDVI or B02,B03 (default: all)."),
+        click.option("--step-days", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True,
+                     help="table: days between integer steps (NDVI_00, NDVI_01, …); the time augmentations shift "
+                          "in days."),
+    ]  # fmt: skip
+    for opt in reversed(options):
+        f = opt(f)
+    return f
 
 
 def format_options(f):
     """--format, --taxonomy and the readers' options, shared by train and evaluate."""
     options = [
-        click.option("--format", "fmt", type=click.Choice(["native", "ccd", "h2crop"]), default="native",
+        click.option("--format", "fmt", type=click.Choice(["native", "ccd", "h2crop", "table"]), default="native",
                      show_default=True, help="native: `simulate`'s datasets; ccd / h2crop: the public layouts "
-                     "(their own splits are used)."),
+                     "(their own splits are used); table: a CSV or Parquet of labelled series (wide or long)."),
         click.option("--taxonomy", "taxonomy_csv", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-                     help="Taxonomy CSV (mapper's columns, or H2Crop's cascade_labels.csv); default: the packaged."),
+                     help="Taxonomy CSV (mapper's columns, H2Crop's cascade_labels.csv, or a class list: label, "
+                          "optional cropped); default: the packaged."),
         click.option("--source", type=click.Choice(["auto", "tif", "png"]), default="auto", show_default=True,
                      help="ccd: the GeoTIFF zips' ten bands or the PNG types (auto: tif when present)."),
         click.option("--max-pixels", type=click.IntRange(min=1), default=2000, show_default=True,
@@ -193,10 +223,10 @@ def format_options(f):
     ]  # fmt: skip
     for opt in reversed(options):
         f = opt(f)
-    return f
+    return table_options(f)
 
 
-DATASET = click.Path(file_okay=False, exists=True, path_type=Path)
+DATASET = click.Path(exists=True, path_type=Path)  # a dataset folder, or a table file with --format table
 
 
 def _taxonomy(path):
@@ -212,7 +242,8 @@ def _taxonomy(path):
     multiple=True,
     required=True,
     type=DATASET,
-    help="A parcel dataset (`mapper croptype simulate`), or a CCD / H2Crop folder with --format; repeatable.",
+    help="A parcel dataset (`mapper croptype simulate`), a CCD / H2Crop folder or a table with --format; "
+    "repeatable.",
 )
 @format_options
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Model directory.")
@@ -237,6 +268,14 @@ def _taxonomy(path):
 @click.option("--patience", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--no-augment", is_flag=True, help="Train without the time shift, time scaling and magnitude warp.")
 @click.option("--shift-days", type=click.FloatRange(min=0), default=50.0, show_default=True)
+@click.option("--variant", type=click.Choice(["published", "mapper"]), default="published", show_default=True,
+              help="CropNet's recipe. published: x-ytong/CropNet's dropout 0.2/0.3/0.3/0.4 by block, Kaiming "
+                   "initialisation, per epoch the originals plus two augmented copies (shift p 1, scaling p 0.5, "
+                   "warp p 0.25); mapper: dropout 0.2, PyTorch's initialisation, every augmentation on every "
+                   "sample (better on UCR Crop with --no-augment; the packaged croptype-default's).")  # fmt: skip
+@click.option("--window", "window_text",
+              help="FIRST,LAST: the days the model takes of longer series (e.g. 121,331); the time augmentations "
+                   "then read real observations outside them (default: the whole series).")  # fmt: skip
 @click.option("--prior", is_flag=True, help="Feed last year's crop to the heads (H2Crop's prior).")
 @click.option("--trees", type=click.IntRange(min=1), default=500, show_default=True, help="Trees of --model forest.")
 @click.option(
@@ -249,23 +288,30 @@ def _taxonomy(path):
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 def train(data, fmt, taxonomy_csv, source, max_pixels, read_unit, out, kind, width, epochs, lr, batch_size, patience,
-          no_augment, shift_days, prior, trees, val_share, seed, device):  # fmt: skip
+          no_augment, shift_days, variant, window_text, prior, trees, val_share, seed, device, **table):  # fmt: skip
     """Train on the datasets' parcels, holding out whole windows for validation (early stopping on them); with
-    --format, on the dataset's training split, early stopping on its validation split."""
+    --format, on the dataset's training split, early stopping on its validation split (a table without a split
+    column: --val-share of each class's ids, drawn with --seed)."""
     import shlex
     import sys
 
     from mapper.config.loader import load_settings
     from mapper.croptype.fit import train_model
-    from mapper.croptype.train import CropTrainConfig
+    from mapper.croptype.train import CropTrainConfig, variant_settings
 
     cfg = load_settings(
         CropTrainConfig, what="crop-type training settings", width=width, epochs=epochs, lr=lr, batch_size=batch_size,
         patience=patience, augment=not no_augment, shift_days=shift_days, seed=seed, device=device, prior=prior,
+        window=_window(window_text), **variant_settings(variant),
     )  # fmt: skip
     command = "mapper " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     taxonomy, ids = _taxonomy(taxonomy_csv)
-    ds = _datasets(data, fmt, taxonomy, ids, **_format_options(fmt, source, max_pixels, read_unit))
+    ds = _datasets(data, fmt, taxonomy, ids, **_format_options(fmt, source, max_pixels, read_unit, table))
+    if fmt == "table":
+        from mapper.croptype.formats.tablesplit import assign_split, check_split_classes
+
+        ds = assign_split(ds, val_share, seed)
+        check_split_classes(ds, taxonomy)
     if fmt != "native":
         ds = ds.subset((ds.parcels["split"] != "test").to_numpy())  # the test split stays for `evaluate`
     info = train_model(ds, out, kind, cfg, val_share, taxonomy=taxonomy, n_trees=trees, command=command,
@@ -292,14 +338,14 @@ def train(data, fmt, taxonomy_csv, source, max_pixels, read_unit, out, kind, wid
 )
 @format_options
 @click.option("--split", type=click.Choice(["test", "val", "train", "all"]), default="test", show_default=True,
-              help="With --format: which of the dataset's splits to judge.")
+              help="With --format: which of the dataset's splits to judge (a table without splits: all rows).")
 @click.option("--province", "-p", default="Henan", show_default=True, help="Without --data: where to sample.")
 @click.option("--windows", type=click.IntRange(min=1), default=10, show_default=True, help="Without --data.")
 @click.option("--figures", type=click.Path(file_okay=False, path_type=Path), help="Folder for confusion PNGs.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @world_seed_option
 def evaluate(model_path, data, fmt, taxonomy_csv, source, max_pixels, read_unit, split, province, windows, figures,
-             as_json, world_seed):  # fmt: skip
+             as_json, world_seed, **table):  # fmt: skip
     """OA, macro-F1 over the classes present and the confusion matrix at each taxonomy level, and the share of
     the heads' own predictions that form a valid path. Without --data, parcels of --province on --world-seed
     (default 1: the packaged model learnt on seed 0 only) are simulated first."""
@@ -311,9 +357,12 @@ def evaluate(model_path, data, fmt, taxonomy_csv, source, max_pixels, read_unit,
     taxonomy, ids = _taxonomy(taxonomy_csv)
     model = load_model(resolve_checkpoint(model_path), taxonomy=taxonomy)
     if data:
-        options = _format_options(fmt, source, max_pixels, read_unit)
+        options = _format_options(fmt, source, max_pixels, read_unit, table)
+        if fmt == "table":
+            options["expect"] = (model.bands, model.steps)  # a table lacking them: an error naming the columns
         ds = _datasets(data, fmt, taxonomy, ids, split=split if fmt != "native" else None, **options)
-        where = ", ".join(str(d) for d in data) + (f" ({fmt}, {split} split)" if fmt != "native" else "")
+        part = "all rows" if fmt == "table" and "split" not in ds.parcels else f"{split} split"
+        where = ", ".join(str(d) for d in data) + (f" ({fmt}, {part})" if fmt != "native" else "")
     else:
         seed = 1 if world_seed is None else world_seed
         ds = simulate_dataset(_world(seed), province, windows, seed=100 + seed)
@@ -325,12 +374,68 @@ def evaluate(model_path, data, fmt, taxonomy_csv, source, max_pixels, read_unit,
         echo_json(metrics)
         return
     click.echo(f"{model_path} on {where}: {metrics['n_parcels']} parcels")
-    for i in range(1, 5):
+    flat = _flat(taxonomy)  # a class list: its four levels are the same classes
+    for i in (4,) if flat else range(1, 5):
         lv = metrics[f"level{i}"]
-        click.echo(f"  level {i}: OA {lv['overall_accuracy']:.3f}  macro-F1 {lv['macro_f1']:.3f}  "
-                   f"({len(lv['classes_present'])} classes present)")  # fmt: skip
-    if "raw_consistency" in metrics:
+        click.echo(f"  {'classes' if flat else f'level {i}'}: OA {lv['overall_accuracy']:.3f}  macro-F1 "
+                   f"{lv['macro_f1']:.3f}  ({len(lv['classes_present'])} classes present)")  # fmt: skip
+    if "crop_accuracy" in metrics:
+        c = metrics["crop_accuracy"]
+        click.echo(f"  accuracy over the crop classes (taxonomy's cropped): {c['accuracy']:.3f} of {c['n']} samples")
+    if "raw_consistency" in metrics and not flat:
         click.echo(f"  heads' own predictions forming a valid path: {metrics['raw_consistency']:.3f}")
+
+
+def _window(text: str | None) -> tuple[float, float] | None:
+    if not text:
+        return None
+    try:
+        first, last = (float(v) for v in text.split(","))
+    except ValueError:
+        raise CropTypeUsageError(f"--window {text!r}: give FIRST,LAST days, e.g. 121,331") from None
+    if not first < last:
+        raise CropTypeUsageError(f"--window {text}: the first day must come before the last")
+    return first, last
+
+
+def _flat(taxonomy) -> bool:
+    from mapper.croptype.taxonomy import is_flat
+
+    return is_flat(taxonomy)
+
+
+@croptype.command("predict", short_help="Crop types of a table's series, written back as a table.")
+@click.option("--model", "model_path", required=True, help="A model directory or a packaged model name.")
+@click.option("--data", "table_path", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="The table (CSV or Parquet, wide or long) of series to classify; labels are not needed.")
+@click.option("--format", "fmt", type=click.Choice(["table"]), default="table", show_default=True,
+              help="The input's layout (tables only).")
+@table_options
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The table written back (.csv or .parquet) with predicted_class, predicted_path, "
+                   "predicted_probability.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+def predict(model_path, table_path, fmt, out, device, **table):
+    """Classify every sample of a table with a trained model: the table must hold the model's bands at its steps
+    (an error names the missing columns); each sample gets its predicted class, its level path and the path's
+    probability. A long table gets its sample's prediction on each of its rows."""
+    from collections import Counter
+
+    from mapper.croptype.fit import predict_dataset
+    from mapper.croptype.formats.table import read_table
+    from mapper.croptype.formats.tablewrite import write_predictions
+    from mapper.croptype.kinds import load_model
+    from mapper.models.registry import resolve_checkpoint
+
+    model = load_model(resolve_checkpoint(model_path))
+    model.to(None if device == "auto" else device)
+    ds = read_table(table_path, model.taxonomy, labelled=False, expect=(model.bands, model.steps),
+                    **_table_options(**table))  # fmt: skip
+    pred = predict_dataset(model, ds, model.taxonomy)
+    write_predictions(table_path, ds, pred, model.taxonomy, out)
+    counts = Counter(model.taxonomy.leaf_names()[i] for i in pred["leaf"]).most_common()
+    click.echo(f"{len(ds)} samples of {table_path} -> {out}: " + ", ".join(f"{n} {c}" for c, n in counts[:8])
+               + (" …" if len(counts) > 8 else ""))  # fmt: skip
 
 
 @croptype.command("map", short_help="Crop types of a finished `mapper run` (a resumable stage of the run).")

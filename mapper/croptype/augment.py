@@ -4,7 +4,15 @@ later (time shift), faster or slower (time scaling), and a reflectance level tha
 
 Time is in days of year on the series' step grid. A transformed series is read from the original at query
 days by linear interpolation; a query before the first or after the last step takes the edge value, so a
-shift of exactly one step (5 days) is a roll with the edge repeated.
+shift of exactly one step (5 days) is a roll with the edge repeated. With a `window` (the model's steps, inside
+a longer series — a full season around the window) the output is on the window's steps and the queries read
+the real observations outside it (re-cropping, as CropNet's code re-slices its full-year series); only queries
+beyond the whole series take its edge values.
+
+Each augmentation applies to a sample with its own probability (p_shift, p_scale, p_warp): mapper's variant
+applies all three to every sample; CropNet's published code uses 1, 0.5 and 0.25 (on copies, the originals
+kept: mapper.croptype.train). A time shift and a scaling drawn together are one transform, not two that
+overwrite each other as in the published code.
 
 The magnitude curve is a natural cubic spline through a few evenly spaced knots (written here: scipy is not
 a dependency of the package).
@@ -25,6 +33,9 @@ class SeriesAugment:
     scale: float = 0.2  # stretch factor k ~ U(1 − scale, 1 + scale); 0 turns it off
     warp_sigma: float = 0.1  # knot values ~ N(1, warp_sigma); 0 turns it off
     warp_knots: int = 5
+    p_shift: float = 1.0  # probability that a sample is shifted (else shift 0)
+    p_scale: float = 1.0  # … scaled (else factor 1)
+    p_warp: float = 1.0  # … warped (else every knot 1)
 
 
 def _per_sample(value, n: int) -> np.ndarray:
@@ -57,17 +68,30 @@ def resample(x: np.ndarray, query_days: np.ndarray, days: np.ndarray = STEP_DAYS
     return out.transpose(0, 2, 1).astype(x.dtype, copy=False)
 
 
-def time_transform(x: np.ndarray, shift_days=0.0, factor=1.0, days: np.ndarray = STEP_DAYS_OF_YEAR) -> np.ndarray:
+def time_transform(x: np.ndarray, shift_days=0.0, factor=1.0, days: np.ndarray = STEP_DAYS_OF_YEAR,
+                   window: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
     """Stretch by `factor` about the window centre, then shift by `shift_days` (scalars or per sample), in one
-    interpolation: x'(t) = x(c + (t − c) / k − s)."""
+    interpolation: x'(t) = x(c + (t − c) / k − s) for t on `window` (default: all of `days`), read from the
+    whole series on `days`."""
     x = _check_batch(x, days)
     days = np.asarray(days, np.float64)
+    out = days if window is None else np.asarray(window, np.float64)
     s, k = _per_sample(shift_days, len(x)), _per_sample(factor, len(x))
     if (k <= 0).any():
         raise ValueError("time scale factors must be positive")
-    c = 0.5 * (days[0] + days[-1])
-    query = c + (days[None, :] - c) / k[:, None] - s[:, None]
+    c = 0.5 * (out[0] + out[-1])
+    query = c + (out[None, :] - c) / k[:, None] - s[:, None]
     return resample(x, query, days)
+
+
+def crop_window(x: np.ndarray, days: np.ndarray, window: np.ndarray | None) -> np.ndarray:
+    """The steps of `window` (days that are steps of `days`) of x (N, B, T): the unaugmented model input."""
+    if window is None:
+        return x
+    idx = np.searchsorted(np.asarray(days, np.float64), np.asarray(window, np.float64))
+    if (idx >= len(days)).any() or not np.array_equal(np.asarray(days)[np.minimum(idx, len(days) - 1)], window):
+        raise ValueError(f"window days {list(window)[:3]}… are not steps of the series ({list(days)[:3]}…)")
+    return x[:, :, idx]
 
 
 def time_shift(x: np.ndarray, shift_days, days: np.ndarray = STEP_DAYS_OF_YEAR) -> np.ndarray:
@@ -131,21 +155,32 @@ def magnitude_warp(x: np.ndarray, knots: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------- random
 def draw_parameters(n: int, rng: np.random.Generator, cfg: SeriesAugment) -> dict[str, np.ndarray]:
-    """Per-sample shift (days), scale factor and warp knots."""
-    return {
+    """Per-sample shift (days), scale factor and warp knots; a sample that does not draw an augmentation (its
+    probability) gets the identity: shift 0, factor 1, knots 1. Probabilities of 1 draw nothing more, so the
+    random stream is the one of all augmentations always on."""
+    out = {
         "shift_days": rng.uniform(-cfg.shift_days, cfg.shift_days, n),
         "factor": rng.uniform(1.0 - cfg.scale, 1.0 + cfg.scale, n),
         "knots": rng.normal(1.0, cfg.warp_sigma, (n, cfg.warp_knots)),
     }
+    for key, p, identity in (("shift_days", cfg.p_shift, 0.0), ("factor", cfg.p_scale, 1.0),
+                             ("knots", cfg.p_warp, 1.0)):  # fmt: skip
+        if not 0 <= p <= 1:
+            raise ValueError(f"augmentation probability {p} must be in [0, 1]")
+        if p < 1:
+            out[key][rng.random(n) >= p] = identity
+    return out
 
 
 def augment_batch(
-    x: np.ndarray, rng: np.random.Generator, cfg: SeriesAugment | None = None, days: np.ndarray = STEP_DAYS_OF_YEAR
+    x: np.ndarray, rng: np.random.Generator, cfg: SeriesAugment | None = None, days: np.ndarray = STEP_DAYS_OF_YEAR,
+    window: np.ndarray | None = None,
 ) -> np.ndarray:
-    """A randomly augmented copy of the batch: time shift and scaling, then magnitude warp, drawn per sample."""
+    """A randomly augmented copy of the batch: time shift and scaling, then magnitude warp, drawn per sample;
+    on `window`'s steps (re-cropped from the longer series) when given."""
     cfg = cfg or SeriesAugment()
     if not 0 <= cfg.scale < 1:
         raise ValueError(f"scale {cfg.scale} must be in [0, 1): factors 1 ± scale must stay positive")
     p = draw_parameters(len(x), rng, cfg)
-    out = time_transform(x, p["shift_days"], p["factor"], days)
+    out = time_transform(x, p["shift_days"], p["factor"], days, window)
     return magnitude_warp(out, p["knots"]) if cfg.warp_sigma > 0 else out

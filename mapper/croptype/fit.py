@@ -63,7 +63,7 @@ def train_model(ds: ParcelDataset, out: Path, kind: str = "cropnet", cfg: CropTr
         "command": command,
     }
     model, record = get_kind(kind).fit(train, val, taxonomy, cfg, n_trees, log)
-    pred = model.predict(val.series, prior=val.priors(taxonomy) if model.uses_prior else None)
+    pred = model.predict(model_input(model, val), prior=val.priors(taxonomy) if model.uses_prior else None)
     info["val_metrics"] = croptype_metrics(val.leaves(taxonomy), pred["levels"], taxonomy, pred.get("raw_levels"))
     info.update(record)
     model.save(out, info)
@@ -74,12 +74,21 @@ def predict_dataset(model: CropTypeModel, ds: ParcelDataset, taxonomy: Taxonomy)
     """The model's predictions of a dataset's series (its bands picked by name; last year's crops as the prior
     of a model that takes one)."""
     prior = ds.priors(taxonomy) if model.uses_prior else None
-    return model.predict(_bands_of(model.bands, ds), prior=prior)
+    return model.predict(model_input(model, ds), prior=prior)
 
 
-def _bands_of(want, ds: ParcelDataset) -> np.ndarray:
-    idx = [list(ds.bands).index(b) for b in want]
-    return ds.series[:, idx]
+def model_input(model: CropTypeModel, ds: ParcelDataset) -> np.ndarray:
+    """The dataset's series on the model's bands (picked by name) and steps (its window, when the dataset's
+    series is longer: a model trained with a window)."""
+    x = ds.series[:, [list(ds.bands).index(b) for b in model.bands]]
+    have, want = np.asarray(ds.steps, np.float64), np.asarray(model.steps, np.float64)
+    if len(have) == len(want):
+        return x
+    idx = np.searchsorted(have, want)
+    if (idx >= len(have)).any() or not np.allclose(have[np.minimum(idx, len(have) - 1)], want):
+        raise DatasetError(f"the model takes {len(want)} steps (days {want[0]:g}..{want[-1]:g}); the data's "
+                           f"{len(have)} steps ({have[0]:g}..{have[-1]:g}) do not hold them all")  # fmt: skip
+    return x[:, :, idx]
 
 
 def evaluate_model(model: CropTypeModel, ds: ParcelDataset, taxonomy: Taxonomy | None = None,
@@ -91,6 +100,9 @@ def evaluate_model(model: CropTypeModel, ds: ParcelDataset, taxonomy: Taxonomy |
     pred = predict_dataset(model, ds, taxonomy)
     out = croptype_metrics(truth, pred["levels"], taxonomy, pred.get("raw_levels"))
     out["n_parcels"] = len(ds)
+    crop = taxonomy.cropped[truth]
+    if 0 < crop.sum() < len(truth):  # land that is not a crop among the samples: judge the crops alone too
+        out["crop_accuracy"] = {"accuracy": float((pred["leaf"][crop] == truth[crop]).mean()), "n": int(crop.sum())}
     if figures is not None:
         figures.mkdir(parents=True, exist_ok=True)
         truth_levels = taxonomy.levels_of_leaves(truth)

@@ -2,7 +2,9 @@
 
 The input is one series as a one-channel image, (B, 1, bands, T) — (B, bands, T) is unsqueezed. Four blocks
 of [conv3x3 - BN - ReLU - conv3x3 - BN - ReLU - Dropout2d] with `width` channels (the first conv of the first
-block has stride 2), then global average pooling gives `width` shared features.
+block has stride 2), then global average pooling gives `width` shared features. `dropout` is one rate for
+every block or one per block (the published CropNet: 0.2, 0.3, 0.3, 0.4, PUBLISHED_DROPOUT); `init_weights`
+gives its Kaiming initialisation (training's choice: the weights of a saved model are what they are).
 
 The heads predict the four taxonomy levels coarse to fine: level 1 sees the features, level l > 1 the features
 and level l − 1's logits, so a fine level can lean on its parent's decision. With `prior` every head also sees
@@ -19,17 +21,19 @@ from torch import nn
 
 ARCH_KEYS = ("name", "bands", "steps", "width", "dropout", "sizes", "prior", "n_leaves")
 N_BLOCKS = 4
+PUBLISHED_DROPOUT = (0.2, 0.3, 0.3, 0.4)  # x-ytong/CropNet models/CropNet.py, block by block
 
 
 def default_arch(
-    sizes, n_leaves: int, width: int = 128, dropout: float = 0.2, prior: bool = False, bands: int = 10, steps: int = 43
+    sizes, n_leaves: int, width: int = 128, dropout: float | list[float] = 0.2, prior: bool = False, bands: int = 10,
+    steps: int = 43,
 ) -> dict:
     return {
         "name": "cropnet",
         "bands": int(bands),
         "steps": int(steps),
         "width": int(width),
-        "dropout": float(dropout),
+        "dropout": [float(d) for d in dropout] if isinstance(dropout, list | tuple) else float(dropout),
         "sizes": [int(s) for s in sizes],
         "prior": bool(prior),
         "n_leaves": int(n_leaves),
@@ -46,6 +50,33 @@ def conv_block(c_in: int, c_out: int, stride: int, dropout: float) -> nn.Sequent
         nn.ReLU(inplace=True),
         nn.Dropout2d(dropout),
     )
+
+
+def block_dropouts(dropout) -> list[float]:
+    """One rate per block from one number or a list of N_BLOCKS."""
+    rates = [float(d) for d in dropout] if isinstance(dropout, list | tuple) else [float(dropout)] * N_BLOCKS
+    if len(rates) != N_BLOCKS or not all(0 <= r < 1 for r in rates):
+        raise ValueError(f"dropout {dropout}: one rate in [0, 1) or {N_BLOCKS} of them, one per block")
+    return rates
+
+
+def init_weights(model: nn.Module, scheme: str = "torch") -> nn.Module:
+    """"torch": PyTorch's defaults, left as built; "kaiming": the published CropNet's — convolutions He-normal
+    over fan-out, linear layers He-normal over fan-in, biases 0, batch norms weight 1 and bias 0."""
+    if scheme == "torch":
+        return model
+    if scheme != "kaiming":
+        raise ValueError(f"init {scheme!r}: choose torch or kaiming")
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d | nn.Linear):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out" if isinstance(m, nn.Conv2d) else "fan_in",
+                                    nonlinearity="relu")  # fmt: skip
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    return model
 
 
 def prior_one_hot(prior_leaf: torch.Tensor, n_leaves: int) -> torch.Tensor:
@@ -79,10 +110,12 @@ class HierarchicalHeads(nn.Module):
 
 
 class CropNet(nn.Module):
-    def __init__(self, bands: int, steps: int, width: int, dropout: float, sizes, prior: bool, n_leaves: int):
+    def __init__(self, bands: int, steps: int, width: int, dropout: float | list[float], sizes, prior: bool,
+                 n_leaves: int):  # fmt: skip
         super().__init__()
         self.bands, self.steps, self.n_leaves, self.use_prior = int(bands), int(steps), int(n_leaves), bool(prior)
-        blocks = [conv_block(1 if i == 0 else width, width, 2 if i == 0 else 1, dropout) for i in range(N_BLOCKS)]
+        rates = block_dropouts(dropout)
+        blocks = [conv_block(1 if i == 0 else width, width, 2 if i == 0 else 1, rates[i]) for i in range(N_BLOCKS)]
         self.blocks = nn.Sequential(*blocks)
         self.heads = HierarchicalHeads(width, sizes, self.n_leaves if prior else 0)
         self.arch = default_arch(sizes, n_leaves, width, dropout, prior, bands, steps)

@@ -157,6 +157,41 @@ def read_taxonomy(path: Path | str) -> Taxonomy:
         return parse_rows(list(csv.DictReader(f)), str(path))
 
 
+def flat_rows(labels, cropped=None) -> list[dict]:
+    """A flat class list as taxonomy rows: each label is its own path at all four levels (the hierarchical
+    heads then all learn the same classes, so one model kind serves both), codes 1… in list order, perennial
+    false, specific true, cropped as given (default true)."""
+    flags = [True] * len(labels) if cropped is None else cropped
+    return [{"code": str(i), **{f"level{lv + 1}": name for lv in range(LEVELS)}, "perennial": "false",
+             "specific": "true", "cropped": str(flag)}
+            for i, (name, flag) in enumerate(zip(labels, flags, strict=True), start=1)]  # fmt: skip
+
+
+def read_class_list(path: Path | str) -> Taxonomy:
+    """A flat class list CSV: a `label` column (one class a row) and an optional `cropped` (true/false, 1/0:
+    false for land that is not a crop — built-up, water, forest — so crop-only accuracy can be reported)."""
+    path = Path(path)
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or "label" not in rows[0]:
+        raise TaxonomyError(f"{path}: a class list needs a `label` column and one row per class")
+    labels = [(r["label"] or "").strip() for r in rows]
+    for n, name in enumerate(labels, start=2):
+        if not name:
+            raise TaxonomyError(f"{path} line {n}: an empty label; every class needs a name")
+    if len(labels) > 255:
+        raise TaxonomyError(f"{path}: {len(labels)} classes; crop-type rasters code at most 255")
+    cropped = None
+    if "cropped" in rows[0]:
+        cropped = [_flag(r["cropped"] or "", f"{path} line {n}", "cropped") for n, r in enumerate(rows, start=2)]
+    return parse_rows(flat_rows(labels, cropped), str(path))
+
+
+def is_flat(taxonomy: Taxonomy) -> bool:
+    """Whether every level holds the same classes as the leaves (a class list read by read_class_list)."""
+    return all((taxonomy.paths[:, lv] == taxonomy.paths[:, -1]).all() for lv in range(LEVELS))
+
+
 def from_description(desc: dict) -> Taxonomy:
     """The taxonomy a checkpoint stored (see Taxonomy.describe)."""
     rows = [{k: str(v).lower() if isinstance(v, bool) else v for k, v in r.items()} for r in desc["table"]]

@@ -1,6 +1,12 @@
 """Training CropNet on labelled series: class-balanced cross-entropy summed over the four levels, Adam,
 on-the-fly augmentation, early stopping on the validation loss (the best weights are kept).
 
+Two variants of the recipe (`variant_settings`): "mapper" — one dropout rate, PyTorch's initialisation, every
+augmentation on every sample of every epoch — and "published", x-ytong/CropNet's: dropout 0.2 / 0.3 / 0.3 / 0.4
+by block, Kaiming initialisation, and per epoch the original series plus two augmented copies, each shifted
+(p 1), scaled (p 0.5) and warped (p 0.25). With `window` the model takes only the series' steps inside it and
+the time augmentations re-crop from the whole series (mapper.croptype.augment).
+
 Labels are leaf indices; the level targets are their taxonomy paths. Per level each class is weighted by
 1 / its training frequency (normalised so the weights average 1 over the training samples), so a rare crop
 counts as much as a common one; a class absent from training gets weight 0. Deterministic for a seed on a
@@ -14,6 +20,7 @@ import copy
 import logging
 import time
 from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
 import torch
@@ -21,10 +28,10 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from mapper.config.models import StrictModel
-from mapper.croptype.augment import SeriesAugment, augment_batch
+from mapper.croptype.augment import SeriesAugment, augment_batch, crop_window
 from mapper.croptype.checkpoint import load_croptype, save_croptype_checkpoint
 from mapper.croptype.decode import decode
-from mapper.croptype.model import CropNet, build_model, default_arch
+from mapper.croptype.model import PUBLISHED_DROPOUT, CropNet, build_model, default_arch, init_weights
 from mapper.croptype.normalise import band_statistics, normalise
 from mapper.croptype.predict import predict_croptype
 from mapper.croptype.series import STEP_DAYS_OF_YEAR
@@ -46,7 +53,8 @@ class CropTrainConfig(StrictModel):
     """Hyper-parameters of `mapper croptype train` (its options, through mapper.config.loader.load_settings)."""
 
     width: int = Field(128, ge=1)  # CropNet's; 32 trains on a CPU in minutes
-    dropout: float = Field(0.2, ge=0, lt=1)
+    dropout: float | list[float] = 0.2  # one rate, or one per block (mapper.croptype.model.block_dropouts)
+    init: Literal["torch", "kaiming"] = "torch"
     lr: float = Field(1e-4, gt=0)  # CropNet's Adam rate; CPU recipes with few epochs use 1e-3
     epochs: int = Field(100, ge=1)
     batch_size: int = Field(64, ge=1)
@@ -55,13 +63,44 @@ class CropTrainConfig(StrictModel):
     shift_days: float = Field(50.0, ge=0)
     scale: float = Field(0.2, ge=0)
     warp_sigma: float = Field(0.1, ge=0)
+    p_shift: float = Field(1.0, ge=0, le=1)  # per augmented sample, the probability of each augmentation
+    p_scale: float = Field(1.0, ge=0, le=1)
+    p_warp: float = Field(1.0, ge=0, le=1)
+    copies: int = Field(0, ge=0)  # 0: every sample augmented each epoch; k: the originals plus k augmented copies
+    window: tuple[float, float] | None = None  # first, last day the model takes; None: the whole series
     seed: int = 0
     device: str = "auto"  # "auto": cuda when available, else cpu
     prior: bool = False  # feed last year's leaf to the heads
     prior_drop: float = Field(0.2, ge=0, le=1)  # share of training priors hidden (−1): the model works without one
 
     def augmentation(self) -> SeriesAugment:
-        return SeriesAugment(self.shift_days, self.scale, self.warp_sigma)
+        return SeriesAugment(self.shift_days, self.scale, self.warp_sigma, p_shift=self.p_shift,
+                             p_scale=self.p_scale, p_warp=self.p_warp)  # fmt: skip
+
+
+VARIANTS = ("mapper", "published")
+
+
+def variant_settings(name: str) -> dict:
+    """CropTrainConfig fields of a recipe variant (see the module doc)."""
+    if name == "mapper":
+        return {"dropout": 0.2, "init": "torch", "p_shift": 1.0, "p_scale": 1.0, "p_warp": 1.0, "copies": 0}
+    if name == "published":
+        return {"dropout": list(PUBLISHED_DROPOUT), "init": "kaiming", "p_shift": 1.0, "p_scale": 0.5,
+                "p_warp": 0.25, "copies": 2}  # fmt: skip
+    raise ValueError(f"variant {name!r}: choose one of {', '.join(VARIANTS)}")
+
+
+def window_days(days: np.ndarray, window) -> np.ndarray | None:
+    """The steps of `days` inside [first, last] of `window` (None: no window)."""
+    if window is None:
+        return None
+    days = np.asarray(days, np.float64)
+    inside = days[(days >= window[0]) & (days <= window[1])]
+    if len(inside) < 2:
+        raise ValueError(f"window {list(window)} holds {len(inside)} of the series' steps ({days[0]:g}..{days[-1]:g});"
+                         " choose days inside the series")  # fmt: skip
+    return inside
 
 
 def class_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
@@ -107,14 +146,35 @@ def _batches(n: int, size: int, rng: np.random.Generator):
             yield idx
 
 
+def _epoch_rows(n: int, cfg: CropTrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(sample of each epoch row, whether that row is augmented): the originals alone, every one augmented, or
+    the originals plus `copies` augmented copies."""
+    if not cfg.augment:
+        return np.arange(n), np.zeros(n, bool)
+    if cfg.copies == 0:
+        return np.arange(n), np.ones(n, bool)
+    return np.tile(np.arange(n), 1 + cfg.copies), np.repeat([False, True], [n, n * cfg.copies])
+
+
+def _batch_input(data: dict, rows: np.ndarray, augmented: np.ndarray, aug: SeriesAugment, rng) -> np.ndarray:
+    """The model's input of one batch: augmented rows re-cropped and transformed, the others on the window."""
+    x, days, window = data["x"][rows], data["days"], data["window"]
+    if augmented.all():  # on reflectance, before normalising: the warp is a gain
+        return augment_batch(x, rng, aug, days=days, window=window)
+    out = crop_window(x, days, window).copy()
+    if augmented.any():
+        out[augmented] = augment_batch(x[augmented], rng, aug, days=days, window=window)
+    return out
+
+
 def _train_epoch(model, opt, data: dict, weights, cfg: CropTrainConfig, rng, device) -> float:
     model.train()
     total, n = 0.0, 0
     aug = cfg.augmentation()
-    for idx in _batches(len(data["x"]), cfg.batch_size, rng):
-        x = data["x"][idx]
-        if cfg.augment:
-            x = augment_batch(x, rng, aug, days=data["days"])  # on reflectance, before normalising: the warp is a gain
+    rows, augmented = _epoch_rows(len(data["x"]), cfg)
+    for pos in _batches(len(rows), cfg.batch_size, rng):
+        idx = rows[pos]
+        x = _batch_input(data, idx, augmented[pos], aug, rng)
         xt = torch.from_numpy(normalise(x, data["norm"])).to(device)
         prior = None
         if cfg.prior:
@@ -171,26 +231,32 @@ def train_cropnet(
     """Train CropNet; returns (model in eval mode with the best validation weights, history). history holds
     per-epoch losses and accuracy, best_epoch, normalisation {mean, std} (for the checkpoint and prediction)
     and the config. Without a validation set (X_val None) it trains all epochs and keeps the last weights.
-    `days`: the series' steps (days of year) the augmentations shift on; default the 43 five-day steps."""
+    `days`: the series' steps (days of year) the augmentations shift on; default the 43 five-day steps. With
+    cfg.window the model takes the steps inside it (history["steps"]: the model's steps)."""
     cfg = cfg or CropTrainConfig()
     if cfg.prior and prior_train is None:
         raise ValueError("cfg.prior is set but no prior_train given; pass last year's leaves (−1 for unknown)")
     x, leaf, prior = _check_set(X_train, leaf_train, prior_train if cfg.prior else None, taxonomy, "training")
-    norm = band_statistics(x)
+    all_days = STEP_DAYS_OF_YEAR if days is None else np.asarray(days, np.float64)
+    window = window_days(all_days, cfg.window)
+    x_in = crop_window(x, all_days, window)  # what the model sees unaugmented
+    norm = band_statistics(x_in)
     train = _prepare(x, leaf, prior, taxonomy, norm)
-    train["days"] = STEP_DAYS_OF_YEAR if days is None else np.asarray(days, np.float64)
+    train["days"], train["window"] = all_days, window
     val = None
     if X_val is not None:
         pv = prior_val if cfg.prior else None
         if cfg.prior and pv is None:
             pv = np.full(len(leaf_val), -1)  # no prior known for the validation samples
-        val = _prepare(*_check_set(X_val, leaf_val, pv, taxonomy, "validation"), taxonomy, norm)
+        xv, leaf_v, pv = _check_set(X_val, leaf_val, pv, taxonomy, "validation")
+        val = _prepare(crop_window(xv, all_days, window), leaf_v, pv, taxonomy, norm)
 
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     device = _device(cfg.device)
-    arch = default_arch(taxonomy.sizes, taxonomy.n_leaves, cfg.width, cfg.dropout, cfg.prior, x.shape[1], x.shape[2])
-    model = build_model(arch).to(device)
+    arch = default_arch(taxonomy.sizes, taxonomy.n_leaves, cfg.width, cfg.dropout, cfg.prior, x_in.shape[1],
+                        x_in.shape[2])  # fmt: skip
+    model = init_weights(build_model(arch), cfg.init).to(device)
     levels = taxonomy.paths[leaf]
     weights = [
         torch.tensor(class_weights(levels[:, lv], n), dtype=torch.float32, device=device)
@@ -230,5 +296,6 @@ def train_cropnet(
         seconds=round(time.monotonic() - start, 2),
         n_train=len(x),
         n_val=0 if val is None else len(val["x"]),
+        steps=[float(d) for d in (all_days if window is None else window)],
     )
     return model, history

@@ -51,7 +51,8 @@ class CropNetModel(CropTypeModel):
         )  # fmt: skip
         record = {"best_epoch": history["best_epoch"], "epochs_run": len(history["epochs"]),
                   "seconds": history["seconds"], "device": str(history["device"])}  # fmt: skip
-        return cls(net, taxonomy, history["normalisation"], train.bands, train.steps, cfg), record
+        steps = history.get("steps", train.steps)  # a window: the steps inside it
+        return cls(net, taxonomy, history["normalisation"], train.bands, steps, cfg), record
 
     def predict(self, X: np.ndarray, prior: np.ndarray | None = None, batch_size: int = 512) -> dict:
         from mapper.croptype.predict import predict_croptype
