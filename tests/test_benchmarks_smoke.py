@@ -206,3 +206,14 @@ def test_readme_numbers_decide_figures_come_from_the_evaluate_report():
     assert (numbers["blocks"], numbers["rows"], numbers["noise_n"]) == (250, 500, 8)
     line = readme_numbers._decide_lines(numbers)[0]
     assert "**0.956** over 500" in line and "**0.946**" in line and "0.804 (A alone)" in line
+
+
+def test_serve_tiles_agree_with_gdals_warper(world_run):
+    """benchmarks.serve_tiles on the test run: mapper's final-cropland tiles equal GDAL's warper at z16 and
+    agree on ≥ 98 % of the pixels of every lower zoom (nearest neighbour picks differ on downsampled edges)."""
+    from benchmarks import serve_tiles
+
+    rows = serve_tiles.measure(world_run, per_zoom=2, repeats=1)
+    assert [r["zoom"] for r in rows] == list(serve_tiles.ZOOMS) and all(r["tiles"] >= 1 for r in rows)
+    assert rows[0]["agree_min"] == 1.0
+    assert all(r["agree_min"] >= 0.98 for r in rows)
