@@ -114,10 +114,13 @@ def export_s2(bbox, out, world_seed):
               help="h2crop: the pixels per sample the --native-out dataset holds (as `train --max-pixels` reads).")
 @click.option("--native-out", type=click.Path(file_okay=False, path_type=Path),
               help="Also write the native dataset (43 five-day steps) of exactly the exported samples.")
+@click.option("--with-hyper", is_flag=True,
+              help="h2crop: also EnMAP_data (218, H/3, W/3), July's S2 interpolated across EnMAP's band centres "
+                   "(no information beyond S2), so the public *_H_* configs load the tree.")  # fmt: skip
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Dataset folder.")
 @world_seed_option
-def export(fmt, province, windows, window_km, seed, months, types, no_tif, max_points, max_pixels, native_out, out,
-           world_seed):  # fmt: skip
+def export(fmt, province, windows, window_km, seed, months, types, no_tif, max_points, max_pixels, native_out,
+           with_hyper, out, world_seed):  # fmt: skip
     """The simulated world's fields in a public dataset's layout, so that training on it runs the path a
     user with the real downloaded dataset runs (`train --format`)."""
     from mapper.croptype.dataset import save_dataset
@@ -141,7 +144,7 @@ def export(fmt, province, windows, window_km, seed, months, types, no_tif, max_p
         from mapper.croptype.formats.h2cropwrite import export_h2crop
 
         native, _ = export_h2crop(_world(world_seed), province, out, windows, window_km or 1.92, seed, max_pixels,
-                                  log=log)  # fmt: skip
+                                  log=log, with_hyper=with_hyper)  # fmt: skip
     if native_out:
         save_dataset(native, native_out)
     splits = native.parcels["split"].value_counts().to_dict()

@@ -5,7 +5,8 @@ per split, one sample name a line (np.loadtxt), and `{data root}/{name}.h5` hold
 - `S2_data` (T, 10, H, W) int16: monthly Sentinel-2, January first (configs read the first 6 / 8 / 10 / 12
   frames for a season ending in June / August / October / December), 10 bands;
 - `label` (4, H, W) uint8: the class at levels 1-4; `priors` (4, H, W): last year's, same coding;
-- `EnMAP_data` (218, 64, 64): the hyperspectral cube, read only with with_hyper.
+- `EnMAP_data` (218, 64, 64) int16: the hyperspectral cube at 30 m, read only with with_hyper (formats.enmap
+  documents it; read_sample carries it, the pixel and parcel datasets stay S2-only).
 The README names other keys (/S2, /prior, /EnMAP): the loader's are the ones above. Class ids are 1-based per
 level with 0 the background (the heads have num_classes + 1 outputs: 7, 37, 83, 102; the evaluator ignores
 255); resources/cascade_labels.csv gives each leaf's HCAT3 code and its id and name at the four levels
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import csv
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -135,6 +137,27 @@ def _read_h5(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
             if prior.shape != want:
                 raise DatasetError(f"{path}: priors has shape {prior.shape}, expected {want}")
         return s2[...], label[...], prior
+
+
+@dataclass
+class H2CropSample:
+    """One file's arrays; enmap / enmap_nm are None where the file (or the request) has no hyperspectral cube."""
+
+    s2: np.ndarray  # (T, 10, H, W)
+    label: np.ndarray  # (4, H, W)
+    priors: np.ndarray | None  # (4, H, W)
+    enmap: np.ndarray | None = None  # (bands, h, w), as stored
+    enmap_nm: np.ndarray | None = None  # band centres, when the file records them (mapper's exports do)
+
+
+def read_sample(path: Path | str, with_hyper: bool = True) -> H2CropSample:
+    """One H2Crop file with its EnMAP_data when present (with_hyper, as the public loader's flag)."""
+    from mapper.croptype.formats.enmap import read_enmap
+
+    path = Path(path)
+    s2, label, prior = _read_h5(path)
+    cube, nm = read_enmap(path) if with_hyper else (None, None)
+    return H2CropSample(s2, label, prior, cube, nm)
 
 
 def _luts(taxonomy: Taxonomy, ids: list[dict[str, int]]) -> tuple[np.ndarray, np.ndarray]:

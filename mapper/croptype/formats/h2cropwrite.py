@@ -4,7 +4,8 @@ composited onto the twelve calendar months (the world observes May-November; the
 nearest observed month's value, the compositor's edge rule) as reflectance × 10 000, 0 where a pixel has no
 clear observation — `label` and `priors` (4, H, W) uint8: the level ids (formats.h2crop.default_ids) of this
 year's and last year's crop on pixels lying wholly in one field (the pixels the native datasets sample),
-0 elsewhere; no EnMAP_data (the world has no hyperspectral sensor; the loader reads it only with_hyper).
+0 elsewhere; EnMAP_data only with with_hyper (`--with-hyper`): the world has no hyperspectral sensor, so the cube
+is July's S2_data at 30 m interpolated across 218 band centres (formats.enmap.s2_cube: no information beyond S2).
 `data_lists/{train,val,test}.txt` split the samples 70 / 15 / 15 by a hash of the name. The tree is written
 under a temporary name and renamed.
 """
@@ -31,11 +32,19 @@ def level_ids_of_codes(taxonomy: Taxonomy, ids=None) -> np.ndarray:
     return out
 
 
-def write_sample(path: Path, s2: np.ndarray, label: np.ndarray, priors: np.ndarray) -> None:
+def write_sample(path: Path, s2: np.ndarray, label: np.ndarray, priors: np.ndarray, enmap=None, enmap_nm=None) -> None:
+    """One sample file; EnMAP_data (and its band centres, an extra key the public loader ignores) when given."""
     import h5py
 
+    from mapper.croptype.formats import enmap as em
+
+    arrays = [(KEYS["s2"], s2), (KEYS["label"], label), (KEYS["prior"], priors)]
+    if enmap is not None:
+        arrays.append((em.KEY, enmap))
+        if enmap_nm is not None:
+            arrays.append((em.NM_KEY, np.asarray(enmap_nm, np.float32)))
     with h5py.File(path, "w") as f:
-        for key, a in ((KEYS["s2"], s2), (KEYS["label"], label), (KEYS["prior"], priors)):
+        for key, a in arrays:
             f.create_dataset(key, data=a, compression="gzip", compression_opts=1)
 
 
@@ -53,9 +62,12 @@ def _window_arrays(win, lut: np.ndarray):
 
 
 def export_h2crop(world, province: str, out: Path | str, n_windows: int, window_km: float = 1.92, seed: int = 0,
-                  max_pixels: int | None = 2000, taxonomy: Taxonomy | None = None, log=lambda msg: None):  # fmt: skip
+                  max_pixels: int | None = 2000, taxonomy: Taxonomy | None = None, log=lambda msg: None,
+                  with_hyper: bool = False):  # fmt: skip
     """Write the windows of a province as an H2Crop tree at `out`; returns (native 43-step dataset, native
-    monthly dataset) of the pixels read_h2crop(out, max_pixels=max_pixels, seed=seed) takes."""
+    monthly dataset) of the pixels read_h2crop(out, max_pixels=max_pixels, seed=seed) takes. with_hyper: also
+    EnMAP_data, the S2-interpolated cube (formats.enmap), so the public *_H_* configs load the tree."""
+    from mapper.croptype.formats import enmap as em
     from mapper.store.atomic import atomic_directory
 
     taxonomy = taxonomy or packaged_taxonomy()
@@ -69,7 +81,8 @@ def export_h2crop(world, province: str, out: Path | str, n_windows: int, window_
             name = f"sample_{k + 1:05d}"
             split = split_of(name)
             s2, label, priors = _window_arrays(win, lut)
-            write_sample(tmp / "h5_data" / f"{name}.h5", s2, label, priors)
+            cube = em.s2_cube(s2) if with_hyper else None
+            write_sample(tmp / "h5_data" / f"{name}.h5", s2, label, priors, cube, em.ENMAP_NM)
             lists[split].append(name)
             usable = (label[-1] != 0) & (s2 != 0).any(axis=(0, 1))
             rows, cols = select_pixels(usable, max_pixels, seed, name)
