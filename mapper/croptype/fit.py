@@ -42,7 +42,8 @@ def split_for_training(ds: ParcelDataset, val_share: float, seed: int) -> tuple[
         raise DatasetError("the dataset has no training split (split column without 'train' rows); pass its training "
                            "folder or list")  # fmt: skip
     if (split == "val").any():
-        return ds.subset(split == "train"), ds.subset(split == "val"), "the dataset's validation split"
+        how = (getattr(ds, "meta", None) or {}).get("split", {}).get("how", "the dataset's validation split")
+        return ds.subset(split == "train"), ds.subset(split == "val"), how  # a table's seeded split says so
     return (*split_by_window(ds.subset(split == "train"), val_share, seed), "held-out windows of the train split")
 
 
