@@ -148,7 +148,8 @@ def render_layer_tile(layer, z: int, x: int, y: int, cache: TileCache) -> bytes:
     if layer.path is not None:
         key = (layer.id, z, x, y, file_signature([layer.path]))
         if layer.kind == "ramp":
-            return cache.get_or_render(key, lambda: tiles.render_ramp_tile(layer.path, z, x, y, layer.ramp_max))
+            render = lambda: tiles.render_ramp_tile(layer.total_of_bands, z, x, y, layer.ramp_max)  # noqa: E731
+            return cache.get_or_render(key, render)
         return cache.get_or_render(key, lambda: tiles.render_warped_tile(layer.path, z, x, y, layer.colours))
     parts = tiles.blocks_in_tile(layer.rasters.values(), z, x, y)
     if not parts:

@@ -33,7 +33,7 @@ class Layer:
 
     id: str
     name: str
-    kind: str  # imagery | final | mask | paletted
+    kind: str  # imagery | final | mask | paletted | ramp
     group: str
     min_zoom: int
     rasters: dict[str, BlockRaster] = field(default_factory=dict)
@@ -41,7 +41,16 @@ class Layer:
     legend: list[dict] = field(default_factory=list)
     visible: bool = False
     palette: list[tuple[int, str, str]] = field(default_factory=list)  # paletted: (code, colour, label)
-    ramp_max: float = 0.0  # ramp: the value drawn in the scale's last colour
+
+    @cached_property
+    def total_of_bands(self) -> tuple:
+        """A ramp layer's band sum, transform and CRS (read once: the allocation raster is small)."""
+        return band_total(self.path)
+
+    @cached_property
+    def ramp_max(self) -> float:
+        """A ramp layer's value drawn in the scale's last colour: its largest band sum."""
+        return float(np.nanmax(self.total_of_bands[0], initial=0.0))
 
     @cached_property
     def colours(self) -> np.ndarray:
@@ -315,11 +324,12 @@ def _extra_layers(root: Path) -> list[Layer]:
                             legend=[{"label": label, "colour": colour} for _, colour, label in palette]))  # fmt: skip
     allocation = root / "allocation" / "allocation.tif"
     if allocation.is_file():
-        vmax = float(np.nanmax(band_total(allocation)[0], initial=0.0))
+        layer = Layer("allocation", "allocated crop area (ha per cell, all crops)", "ramp", "allocation", 0,
+                      path=allocation)  # fmt: skip
         ramp = [_rgb(ramp_colours()[i]) for i in (0, 255)]
-        layers.append(Layer("allocation", "allocated crop area (ha per cell, all crops)", "ramp", "allocation", 0,
-                            path=allocation, ramp_max=vmax, legend=[{"label": "> 0 ha", "colour": ramp[0]},
-                            {"label": f"{vmax:,.0f} ha per cell", "colour": ramp[1]}]))  # fmt: skip
+        layer.legend = [{"label": "> 0 ha", "colour": ramp[0]},
+                        {"label": f"{layer.ramp_max:,.0f} ha per cell", "colour": ramp[1]}]  # fmt: skip
+        layers.append(layer)
     return layers
 
 

@@ -10,6 +10,7 @@ tile with rasterio.warp. Every tile is an RGBA PNG; a tile outside every block i
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,6 +149,7 @@ def band_total(path: Path) -> tuple[np.ndarray, object, object]:
         return np.ma.filled(data.sum(axis=0), np.nan).astype(np.float32), src.transform, src.crs
 
 
+@functools.cache
 def ramp_colours() -> np.ndarray:
     """viridis as 256 RGBA rows."""
     from matplotlib import colormaps
@@ -155,12 +157,12 @@ def ramp_colours() -> np.ndarray:
     return (colormaps["viridis"](np.linspace(0, 1, 256)) * 255).round().astype(np.uint8)
 
 
-def render_ramp_tile(path: Path, z: int, x: int, y: int, vmax: float) -> bytes:
-    """The sum of a raster's bands on a viridis scale from 0 to `vmax`, reprojected onto the tile; cells with
-    nothing (0 or nodata) transparent."""
+def render_ramp_tile(total_of_bands: tuple, z: int, x: int, y: int, vmax: float) -> bytes:
+    """A raster's band sum (`band_total`'s (array, transform, crs), read once per layer) on a viridis scale from
+    0 to `vmax`, reprojected onto the tile; cells with nothing (0 or nodata) transparent."""
     from rasterio.warp import Resampling, reproject
 
-    total, transform, crs = band_total(path)
+    total, transform, crs = total_of_bands
     out = np.full((TILE_SIZE, TILE_SIZE), np.nan, np.float32)
     reproject(total, out, src_transform=transform, src_crs=crs, src_nodata=np.nan, dst_transform=tile_transform(
         z, x, y), dst_crs="EPSG:3857", dst_nodata=np.nan, resampling=Resampling.nearest)  # fmt: skip
