@@ -265,13 +265,16 @@ def _year(where: str, text: str) -> int | None:
 _WORLD_CACHE: dict[tuple[int, str, str], float] = {}
 
 
-def world_statistic(seed: int, province: Province | str) -> Statistic:
+def world_statistic(seed: int, province: Province | str, hectares: float | None = None) -> Statistic:
     """The simulated world's own statistic: its true cropland inside the province polygon.
 
-    Takes seconds for a big province, so it is cached per (seed, pcode, geometry).
+    Takes seconds for a big province, so it is cached per (seed, pcode, geometry); `hectares`: the value a
+    caller kept from an earlier computation (a run keeps it in its directory).
     """
     prov = as_province(province)
     key = (int(seed), prov.pcode, _geometry_digest(prov.geometry))
+    if hectares is not None:
+        _WORLD_CACHE[key] = float(hectares)
     if key not in _WORLD_CACHE:
         from mapper.world.truth import cropland_area_in_polygon
         from mapper.world.world import get_world

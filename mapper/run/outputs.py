@@ -5,6 +5,8 @@
     polygons/<PCODE>_<name>.gpkg  cropland polygons per prefecture
     area.csv, area_prefectures.csv  mapped cropland (true ground area, inside each unit) and the statistic, PCS
     report/area_fraction.png, report/map_preview.png, report/blocks.png (a dozen blocks with their final cropland)
+    map/outputs.json            what these were made from: a session that changed none of it (crop types or fields
+                                of a finished run) keeps them instead of rebuilding them
     summary.json
 
 **Areas.** Each block's final mask is measured in true ground m² inside each province and prefecture of the
@@ -46,16 +48,24 @@ def write_outputs(store: RunStore, ctx: RunContext, region, summary: dict) -> di
     write_geoparquet(table, root / "blocks.parquet")
     done = table[table["status"] == "done"]["block_id"].tolist()
     outputs = {"blocks": str(root / "blocks.parquet")}
-    if done:
-        with rasterio.Env(GDAL_CACHEMAX=256):  # MB; GDAL's default (5 % of RAM) would grow the driver for nothing
-            outputs.update(_map_outputs(store, root, done, units))
-    png = area_fraction_png(table, root / "report" / "area_fraction.png", region_geometry=region.geometry,
-                            units=units["prefectures"], title=_title(region, table))  # fmt: skip
-    outputs["area_fraction"] = str(png)
-    if done:
-        gallery = block_gallery_png(table, root, root / "report" / "blocks.png", max_blocks=12, sources=ctx.sources,
-                                    imagery="decision", region_geometry=region.geometry)  # fmt: skip
-        outputs["block_gallery"] = str(gallery)
+    signature = _cropland_signature(store, table, done)
+    kept = _unchanged_cropland_outputs(root, signature)
+    if kept is not None:  # a session of a later stage only (crop types, fields): the map is as it was
+        outputs.update(kept)
+    else:
+        maps = {}
+        if done:
+            with rasterio.Env(GDAL_CACHEMAX=256):  # MB; GDAL's default (5 % of RAM) would grow the driver for nothing
+                maps.update(_map_outputs(store, root, done, units))
+        png = area_fraction_png(table, root / "report" / "area_fraction.png", region_geometry=region.geometry,
+                                units=units["prefectures"], title=_title(region, table))  # fmt: skip
+        maps["area_fraction"] = str(png)
+        if done:
+            gallery = block_gallery_png(table, root, root / "report" / "blocks.png", max_blocks=12, sources=ctx.sources,
+                                        imagery="decision", region_geometry=region.geometry)  # fmt: skip
+            maps["block_gallery"] = str(gallery)
+        atomic_write_text(root / SIGNATURE_FILE, json.dumps({"signature": signature, "outputs": maps}, indent=1))
+        outputs.update(maps)
     for stage in active_stages(ctx.config):  # the outputs of stages other packages add (crop types)
         if stage.outputs is not None and done:
             outputs[stage.name] = stage.outputs(store, ctx, units)
@@ -75,6 +85,38 @@ def write_outputs(store: RunStore, ctx: RunContext, region, summary: dict) -> di
     summary["text"] = summary_text(summary)
     atomic_write_text(root / "summary.json", json.dumps(summary, indent=1, default=_json_default))
     return summary
+
+
+SIGNATURE_FILE = "map/outputs.json"  # what the cropland outputs were made from, and where they are
+
+
+def _cropland_signature(store: RunStore, table, done: list[str]) -> str:
+    """What the map, polygons and report pictures are made from: every block's status and decision, and each
+    done block's final mask and polygons files (size and modification time)."""
+    import hashlib
+
+    columns = [c for c in ("block_id", "status", "decision") if c in table]
+    parts = table[columns].astype(str).to_numpy().ravel().tolist()
+    for b in done:
+        for path in (store.layout.final(b), store.layout.block_polygons(b)):
+            st = path.stat() if path.exists() else None
+            parts.append(f"{path.name}:{st.st_size}:{st.st_mtime_ns}" if st else f"{path.name}:-")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _unchanged_cropland_outputs(root: Path, signature: str) -> dict | None:
+    """The cropland outputs of an earlier session when nothing they are made from changed since and they are all
+    still there; else None (rebuild)."""
+    path = root / SIGNATURE_FILE
+    try:
+        recorded = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if recorded.get("signature") != signature:
+        return None
+    outputs = recorded.get("outputs", {})
+    files = [p for v in outputs.values() for p in (v if isinstance(v, list) else [v])]
+    return outputs if all(Path(p).exists() for p in files) else None
 
 
 def _map_outputs(store: RunStore, root: Path, done: list[str], units: dict) -> dict:
@@ -160,7 +202,7 @@ def province_areas(store: RunStore, ctx: RunContext, region, table):
         covers = region.kind != "bbox" or region.geometry.contains(province.geometry)
         complete = covers and done == in_region and in_region > 0
         mapped = crop / HA if complete else (crop / land * area / HA if land > 0 and covers else None)
-        statistic = _statistic(ctx, province)
+        statistic = _statistic(ctx, province, store.layout.root)
         value = pcs(mapped, statistic) if covers else None
         rows.append({
             "province": province.name, "pcode": province.pcode, "region_covers_province": covers,
@@ -187,16 +229,31 @@ def prefecture_areas(store: RunStore, units: dict):
     return pd.DataFrame(rows)
 
 
-def _statistic(ctx: RunContext, province):
+WORLD_STATISTICS_FILE = "map/world_statistics.json"  # the world's statistic per province, computed once per run
+
+
+def _statistic(ctx: RunContext, province, root: Path):
     """The statistic of mapper.maps.statistics.reference_statistic: the config's table, else the simulated
-    world's own for world sources, else the official one."""
+    world's own for world sources (seconds to integrate: kept in the run directory for its later sessions),
+    else the official one."""
     from mapper.maps.statistics import read_user_statistics, reference_statistic, world_statistic
 
     config = ctx.mapper_config()
     tables = [read_user_statistics(config.run.statistics)] if config.run.statistics is not None else []
     world = config.simulated(ctx.sources)
     statistic, kind = reference_statistic(province, tables, world=world)
-    return world_statistic(config.world.seed, province) if kind == "world" else statistic
+    if kind != "world":
+        return statistic
+    path = root / WORLD_STATISTICS_FILE
+    try:
+        kept = json.loads(path.read_text())
+    except (OSError, ValueError):
+        kept = {}
+    key = f"{config.world.seed}:{province.pcode}"
+    statistic = world_statistic(config.world.seed, province, hectares=kept.get(key))
+    if key not in kept:
+        atomic_write_text(path, json.dumps({**kept, key: statistic.hectares}, indent=1))
+    return statistic
 
 
 def _write_csv(df, path: Path) -> None:
