@@ -29,7 +29,8 @@ SOURCES = ("demo-a", "demo-b")
 def test_crop_types_register_through_their_entry_point_after_the_final_mask():
     names = [s.name for s in all_stages()]
     assert names[: len(STAGES)] == list(STAGES) == ["fetch", "iqa", "segment", "features", "decide", "final"]
-    assert "croptype" in names and stage("croptype").after == ("final",)
+    assert "croptype" in names and stage("croptype").after == ("final", "fields")  # fields: when the run has it
+    assert names.index("croptype") > names.index("fields")
     assert "croptype" not in [s.name for s in active_stages({})]
     assert [s.name for s in active_stages({"croptype": {"enabled": True}})][-1] == "croptype"
 

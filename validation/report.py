@@ -23,7 +23,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mapper.validation.report_figures import area_vs_statistics_png, block_iou_png, correctness_png, importance_png
+from mapper.validation.report_figures import (
+    area_vs_statistics_png,
+    block_iou_png,
+    correctness_png,
+    fields_over_imagery_png,
+    importance_png,
+)
 
 REPORT_FILE = Path("report") / "index.html"
 COVERAGE_COLOURS = {
@@ -153,11 +159,63 @@ def _figures(run_dir: Path, validation: dict, tmp: Path) -> list[_Figure]:
                 continue  # no truth for real imagery
             writer = "`mapper croptype map`"
             add(title, "", caption, lambda png, n=name, w=writer: _copy_run_png(run_dir / "report" / n, png, w))
+    if (run_dir / "fields" / "fields.parquet").is_file():  # `mapper fields` ran
+        add("Fields over imagery", "", _fields_caption(run_dir),
+            lambda png: _fields_over_imagery(run_dir, table, sources, png))  # fmt: skip
     for crop_png in _largest_allocated(run_dir):
         add(f"Allocated {crop_png.stem.replace('_', ' ')}", "",
             "Harvested hectares per km² of each grid cell after equations 1-7 (`mapper allocate`).",
             lambda png, f=crop_png: _copy_run_png(f, png, "`mapper allocate`"))  # fmt: skip
     return figs
+
+
+def _fields_caption(run_dir: Path) -> str:
+    """The fields' count and area (fields/summary.json) and, where `mapper fields evaluate` ran, their scores."""
+    summary = _read_json(run_dir / "fields" / "summary.json")
+    text = (f"Field polygons (fields/fields.parquet, yellow) over the imagery they were delineated on, at full "
+            f"resolution: the 600 × 600 px where the block with the most cropland is densest. "
+            f"{summary.get('fields', 0):,} fields, {summary.get('area_ha', 0.0):,.1f} ha")  # fmt: skip
+    if summary.get("model"):
+        text += f" (model {summary['model']})"
+    ev = _read_json(run_dir / "fields" / "evaluation.json")
+    if ev:
+        text += (f"; against the world's fields: precision {_fmt(ev.get('precision'))}, recall "
+                 f"{_fmt(ev.get('recall'))}, F1 {_fmt(ev.get('f1'))} (IoU > 0.5), extent IoU "
+                 f"{_fmt(ev.get('extent_iou'))}, boundary F {_fmt(ev.get('boundary_f'))}, median area error "
+                 f"{_fmt(ev.get('median_area_error'))}")  # fmt: skip
+    return text + "."
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _fields_over_imagery(run_dir: Path, table, sources: list[str], png: Path) -> None:
+    """The block with the most cropland that has fields, on the imagery of the source its fields were drawn on
+    (B's for an "Only B" decision, A's otherwise: mapper.fields.stage.imagery_order)."""
+    import geopandas as gpd
+
+    from mapper.fields.paths import block_labels_path
+    from mapper.fields.stage import imagery_order
+
+    with_fields = {p.stem for p in (run_dir / "fields" / "blocks").glob("*.tif")}
+    if table is not None and "cropland_m2" in table:
+        rows = table[table["block_id"].isin(with_fields)].sort_values("cropland_m2", ascending=False)
+        block, decision = (rows["block_id"].iloc[0], rows["decision"].iloc[0]) if len(rows) else (None, None)
+    else:
+        block, decision = (min(with_fields) if with_fields else None), None
+    if block is None or not block_labels_path(run_dir, block).is_file():
+        raise FileNotFoundError(f"no block of {run_dir} has fields/blocks/<block>.tif")
+    order = imagery_order(decision, sources) if len(sources) == 2 else sources
+    mosaic = next((m for s in order if (m := run_dir / "mosaics" / s / f"{block}.tif").is_file()), None)
+    if mosaic is None:
+        raise FileNotFoundError(f"no mosaic of block {block} under {run_dir / 'mosaics'}")
+    fields = gpd.read_parquet(run_dir / "fields" / "fields.parquet")
+    fields_over_imagery_png(mosaic, run_dir / "final" / f"{block}.tif", fields, png,
+                            title=f"Block {block}, {mosaic.parent.name} imagery, field outlines")  # fmt: skip
 
 
 def _largest_allocated(run_dir: Path, n: int = 2) -> list[Path]:

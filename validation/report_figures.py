@@ -143,3 +143,56 @@ def block_iou_png(blocks: list[dict], maps: list[str], out_png: Path | str) -> P
     ax.set_title("Per-block IoU against the truth", fontsize=10)
     fig.tight_layout()
     return save_png(fig, out_png)
+
+
+def densest_window(mask: np.ndarray, size: int, step: int = 25) -> tuple[int, int]:
+    """(row, col) of the size × size window (clipped to the array) holding most True pixels, on a `step` grid."""
+    h, w = mask.shape
+    sr, sc = min(size, h), min(size, w)
+    ii = np.zeros((h + 1, w + 1), np.int64)
+    ii[1:, 1:] = mask.astype(np.int64).cumsum(0).cumsum(1)
+    rows = np.unique(np.append(np.arange(0, h - sr + 1, step), h - sr))[:, None]
+    cols = np.unique(np.append(np.arange(0, w - sc + 1, step), w - sc))[None, :]
+    counts = ii[rows + sr, cols + sc] - ii[rows, cols + sc] - ii[rows + sr, cols] + ii[rows, cols]
+    r, c = np.unravel_index(int(np.argmax(counts)), counts.shape)
+    return int(rows[r, 0]), int(cols[0, c])
+
+
+def fields_over_imagery_png(mosaic_path: Path | str, final_path: Path | str, fields, out_png: Path | str,
+                            size: int = 600, title: str = "") -> Path:  # fmt: skip
+    """A block's imagery at full resolution — the size × size crop where its final cropland is densest — with
+    the outlines of the field polygons (`fields`: a GeoDataFrame in EPSG:4326, e.g. fields/fields.parquet)
+    drawn over it on the block's own z16 grid, so every image pixel is one screen pixel."""
+    import rasterio
+    from matplotlib.collections import LineCollection
+    from rasterio.windows import Window
+
+    from mapper.grid.tilegrid import ORIGIN_SHIFT, TILE_SIZE, global_pixel_to_lonlat, lonlat_to_global_pixel
+    from mapper.maps.plotting import outline_segments
+
+    with rasterio.open(final_path) as src:
+        r0, c0 = densest_window(src.read(1) == 1, size)
+        t = src.transform
+    res = t.a
+    zoom = round(np.log2(2 * ORIGIN_SHIFT / (TILE_SIZE * res)))
+    col0, row0 = round((t.c + ORIGIN_SHIFT) / res) + c0, round((ORIGIN_SHIFT - t.f) / res) + r0
+    with rasterio.open(mosaic_path) as src:
+        h, w = min(size, src.height - r0), min(size, src.width - c0)
+        rgb = np.moveaxis(src.read((1, 2, 3), window=Window(c0, r0, w, h)), 0, -1)
+    (west, east), (north, south) = global_pixel_to_lonlat([col0, col0 + w], [row0, row0 + h], zoom)
+    near = fields.cx[west:east, south:north] if len(fields) else fields
+    lines = []
+    for seg in outline_segments(near.geometry, (west, south, east, north)):
+        x, y = lonlat_to_global_pixel(seg[:, 0], seg[:, 1], zoom)
+        lines.append(np.column_stack([x - col0 - 0.5, y - row0 - 0.5]))  # pixel k spans [k - 0.5, k + 0.5]
+    head = 0.3  # inches of title above the image
+    fig = figure(w / 150, h / 150 + head)  # 150 dpi: one image pixel per output pixel
+    ax = fig.add_axes((0, 0, 1, h / (h + 150 * head)))
+    ax.imshow(rgb, interpolation="nearest")
+    ax.add_collection(LineCollection(lines, colors="#ffff33", linewidths=0.7))
+    ax.set_xlim(-0.5, w - 0.5)
+    ax.set_ylim(h - 0.5, -0.5)
+    ax.set_axis_off()
+    fig.text(0.5, 1 - 0.5 * head / (h / 150 + head), title or f"{len(near):,} fields in view", ha="center",
+             va="center", fontsize=7)  # fmt: skip
+    return save_png(fig, out_png)

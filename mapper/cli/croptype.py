@@ -461,8 +461,10 @@ def predict(model_path, table_path, fmt, out, device, **table):
 @click.option("--address", help="A Ray cluster (host:port).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.option("--retry-failed", is_flag=True, help="Give blocks whose crop types failed their attempts again.")
-@click.option("--unit", type=click.Choice(["parcel", "pixel"]),
-              help="Classify every field pixel (the config's default, pixel) or each delineated field's mean.")
+@click.option("--unit", type=click.Choice(["parcel", "pixel", "field"]),
+              help="Classify every field pixel (the config's default, pixel), each field delineated at 10 m from "
+                   "the series (parcel), or each 2 m field of the run's fields stage (field: run `mapper fields "
+                   "RUN` first).")
 def map_run(run_dir, model_path, s2_paths, bands, dates_file, in_process, address, quiet, retry_failed, unit):
     """Add crop types to a run: per block, the Sentinel-2 series of its field polygons (pure 10 m pixels of
     the final cropland map) are classified, and RUN_DIR/croptype/ gets the crop-type maps (10 m GeoTIFFs,
@@ -484,13 +486,13 @@ def map_run(run_dir, model_path, s2_paths, bands, dates_file, in_process, addres
         overrides["croptype.s2.dates_file"] = str(dates_file)
     req = _resume_request(run_dir, None, None, None, "demo", None, (), None, overrides=overrides)
     req.quiet, req.retry_failed = quiet, retry_failed
-    _preflight(req.config)
+    _preflight(req.config, run_dir)
     summary = run_session(req, _executor_factory(in_process, address, False))
     outputs = summary.get("outputs", {}).get("croptype", {})
     if not outputs:
         raise CropTypeUsageError(f"no block of {run_dir} got crop types (see {run_dir / 'run.log'})")
     click.echo(f"crop types of {summary.get('finished', 0)} blocks -> {run_dir / 'croptype'}")
-    for key in ("areas_provinces", "maps", "polygons", "blocks_png"):
+    for key in ("areas_provinces", "maps", "polygons", "blocks_png", "fields"):
         value = outputs.get(key)
         shown = ", ".join(value[:3]) + (" …" if len(value) > 3 else "") if isinstance(value, list) else value
         click.echo(f"  {key}: {shown}")
@@ -498,14 +500,19 @@ def map_run(run_dir, model_path, s2_paths, bands, dates_file, in_process, addres
         raise SystemExit(1)
 
 
-def _preflight(config) -> None:
-    """Before any block: the model loads (checksums, taxonomy) and the Sentinel-2 files' headers agree with
-    each other and hold the bands the model needs."""
+def _preflight(config, run_dir: Path | None = None) -> None:
+    """Before any block: the model loads (checksums, taxonomy), the Sentinel-2 files' headers agree with
+    each other and hold the bands the model needs, and with unit field the run has fields (or makes them)."""
+    from mapper.croptype.fieldunit import fields_missing_message
     from mapper.croptype.kinds import load_model
     from mapper.croptype.s2read import require_bands
     from mapper.croptype.stage import S2Provider
     from mapper.models.registry import resolve_checkpoint
 
+    if run_dir is not None and config.croptype.unit == "field":
+        problem = fields_missing_message(run_dir, config.model_dump(mode="json"))
+        if problem:
+            raise CropTypeUsageError(problem)
     model = load_model(resolve_checkpoint(config.croptype.model))
     s2 = config.croptype.s2.model_dump(mode="json")
     if s2["kind"] == "files":

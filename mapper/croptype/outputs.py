@@ -7,7 +7,9 @@ cropland outputs; cheap, so rewritten on every run or resume):
                                      style (paletted leaf codes with the crop names)
     croptype/polygons/<code>_<name>.gpkg   field polygons per prefecture with crop, levels, probability
     croptype/summary.json            totals, area-weighted accuracy per level against the truth (world),
-                                     time per step
+                                     time per step, the unit classified
+    fields/fields.parquet (unit field) the run's stitched fields again, now with their crops (fiboa crop
+                                     extension; mapper.fields.outputs.write_fields_outputs)
     report/croptype_blocks.png, report/croptype_confusion.png   what the report shows
 Areas are true ground area: the 2 m final mask's cropland pixels, each with its field's crop.
 """
@@ -69,6 +71,13 @@ def write_croptype_outputs(store, ctx, units: dict) -> dict:
     busiest = sorted(blocks, key=lambda b: -results[b].get("parcels", 0))[:6]  # blocks with fields show crops
     gallery = [block_raster_path(root, b) for b in sorted(busiest)]
     outputs["blocks_png"] = str(blocks_png(gallery, taxonomy, root / "report" / "croptype_blocks.png"))
+    if ctx.config["croptype"].get("unit") == "field":  # the stitched fields take their pieces' crops (fiboa crop)
+        from mapper.fields.outputs import write_fields_outputs
+
+        fields = write_fields_outputs(root, units, store=store, zoom=ctx.config["zoom"])
+        if fields:
+            outputs["fields"] = fields["fields"]
+    summary["unit"] = ctx.config["croptype"].get("unit", "pixel")
     summary["outputs"] = outputs
     from mapper.store.atomic import atomic_write_text
 
@@ -117,6 +126,9 @@ def run_summary(results: dict, taxonomy: Taxonomy) -> dict:
         "classified": sum(r["classified"] for r in results.values()),
         "seconds": dict(seconds),
     }
+    for key in ("fallback", "no_pixels"):  # unit field: pieces without a pure 10 m pixel / without any
+        if any(key in r for r in results.values()):
+            out[key] = sum(r.get(key, 0) for r in results.values())
     pairs = defaultdict(float)
     for r in results.values():
         for key, m2 in r.get("confusion_m2", {}).items():

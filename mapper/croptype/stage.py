@@ -5,6 +5,10 @@
         cropland polygons → CropNet (consistent decoding) on every field pixel's series (croptype.unit pixel,
         the default: a field polygon takes its pixels' commonest crop) or on each field's mean over its pure
         pixels (unit parcel) → leaf, levels, probability
+    unit field: the fields are the 2 m pieces of the run's fields stage (fields/blocks/<block>.tif); a piece's
+        series is the mean of its pure 10 m pixels (footprint wholly in the piece), else of the 10 m pixels
+        whose centre it holds; each 2 m cropland pixel of a piece takes the piece's crop, the 10 m map each
+        pixel the crop of the piece holding its centre (`field_pieces`, `field_unit`)
 
 Written per block (atomically) under RUN/croptype/:
     blocks/<block>.tif      10 m GeoTIFF on the UTM grid of the Sentinel-2 data: band 1 leaf code (styled
@@ -13,6 +17,8 @@ Written per block (atomically) under RUN/croptype/:
                             ≥ croptype.min_cropland_share of its 2 m final-mask pixels are) and where no
                             field holds the pixel
     parcels/<block>.parquet the block's field polygons (EPSG:4326, cut by prefecture) with their crop
+    fields/<block>.parquet  unit field: each piece's crop (label, crop_code, crop, level1-4, crop_prob, n_pure,
+                            fallback, area_m2), mapper.fields.paths.field_crops_path
 The result carries the block's crop area per unit and leaf code in true ground m² (the 2 m final mask's
 pixels, each taking its field's crop), and on the simulated world the same for the truth crops plus an
 area confusion matrix (truth × mapped, m², over pixels that are cropland in both).
@@ -107,12 +113,22 @@ class CropTypeWorker(Worker):
         window = block.window(self.zoom)
         final = _read_final(self.layout.final(block.id))
         polygons = read_block_polygons(self.layout.block_polygons(block.id)).reset_index(drop=True)
+        unit = self.cfg.get("unit", "pixel")
+        labels = None
+        if unit == "field":
+            from mapper.croptype.fieldunit import read_field_labels
+
+            labels = read_field_labels(self.layout.root, block.id, window)
         stack = self.s2.stack(block)
         t["read"] = time.perf_counter()
         comp = composite_bands(stack, self.bands, steps=self.steps)
         t["composite"] = time.perf_counter()
+        if unit == "field":
+            out = self._field_unit(block, window, final, polygons, labels, comp, t)
+            t["end"] = time.perf_counter()
+            return _with_seconds(out, t)
         parcels = block_fields(comp, polygons)
-        if self.cfg.get("unit", "pixel") == "pixel":  # every field pixel its own series
+        if unit == "pixel":  # every field pixel its own series
             map_labels, series, owner = pixel_samples(comp, parcels)
             map_crops = self._classify(series)
             crops = field_majority(map_crops, owner, len(parcels.series), self.taxonomy)
@@ -128,7 +144,8 @@ class CropTypeWorker(Worker):
         cropland10 = _cropland_share_10m(final, window, comp)
         raster = _crop_raster(map_labels, map_crops, cropland10 >= self.cfg["min_cropland_share"])
         _write_raster(raster, comp, block_raster_path(self.layout.root, block.id), self.taxonomy, block.id)
-        codes2m = codes_on_block_grid(crop10, comp, window, final, polygons, parcels, crops)
+        main = main_crop_of_polygons(parcels, crops, len(polygons))
+        codes2m = codes_on_block_grid(crop10, comp, window, final, polygons, main)
         out = {
             "parcels": len(parcels.series),
             "polygons": len(polygons),
@@ -138,10 +155,53 @@ class CropTypeWorker(Worker):
         if self.truth:
             out.update(self._truth(block, window, codes2m, final))
         t["end"] = time.perf_counter()
-        steps = ("read", "composite", "classify", "end")
-        out["stage_seconds"] = {k: t[k] - t[p] for p, k in zip(("start", *steps[:-1]), steps, strict=True)}
-        out["stage_seconds"]["write"] = out["stage_seconds"].pop("end")
+        return _with_seconds(out, t)
+
+    def _field_unit(self, block, window, final, polygons, labels, comp, t: dict) -> dict:
+        """Unit field: the run's 2 m field pieces classified by their pure 10 m pixels' mean (module docstring)."""
+        from mapper.croptype.fieldunit import field_main_crops, field_pieces, field_table, piece_polygons, write_table
+        from mapper.fields.paths import field_crops_path
+
+        pieces = field_pieces(comp, labels, window)
+        crops = self._classify(pieces.series)
+        t["classify"] = time.perf_counter()
+        lut = _field_lut(crops["code"])
+        crop10 = lut[pieces.centre + 1]
+        cropland10 = _cropland_share_10m(final, window, comp)
+        raster = _crop_raster(pieces.centre, crops, cropland10 >= self.cfg["min_cropland_share"])
+        _write_raster(raster, comp, block_raster_path(self.layout.root, block.id), self.taxonomy, block.id)
+        field_code = lut[labels]  # each 2 m pixel its piece's crop (0: no piece, or an unclassified one)
+        in_field = (field_code > 0) & (final == 1)
+        main = lambda poly: field_main_crops(poly, labels, lut, len(polygons))  # noqa: E731
+        codes2m = codes_on_block_grid(crop10, comp, window, final, polygons, main, skip=in_field)
+        codes2m[in_field] = field_code[in_field]
+        table = field_table(pieces, crops, labels, window, self.taxonomy)
+        path = field_crops_path(self.layout.root, block.id)
+        self.make_room(path, 1 << 20)
+        write_table(table, path)
+        gdf = piece_polygons(labels, window, table, self._prefectures(block, window), block.id)
+        path = block_parcels_path(self.layout.root, block.id)
+        self.make_room(path, 1 << 20)
+        _write_parcels(gdf, path)
+        out = {
+            "parcels": pieces.n,
+            "polygons": len(polygons),
+            "classified": int((crops["code"] > 0).sum()),
+            "fallback": int(pieces.fallback.sum()),
+            "no_pixels": int(pieces.no_pixels.sum()),
+            "areas": self._areas(codes2m, final == 1, window, block),
+        }
+        if self.truth:
+            out.update(self._truth(block, window, codes2m, final))
         return out
+
+    def _prefectures(self, block, window):
+        """(labels on the block grid: i + 1 where prefecture i holds the pixel centre, codes, names)."""
+        from mapper.maps.areas import unit_labels
+
+        units = self.units["prefectures"]
+        near = units[units.intersects(block.polygon)]
+        return unit_labels(window, list(near.geometry)), list(near["code"]), list(near["name"])
 
     def _classify(self, series: np.ndarray) -> dict:
         n = len(series)
@@ -296,9 +356,18 @@ def _write_raster(raster: np.ndarray, comp, path: Path, taxonomy, block_id: str)
         dst.update_tags(MAPPER_BLOCK=block_id, MAPPER_TAXONOMY_SHA256=taxonomy.sha256)
 
 
-def codes_on_block_grid(crop10, comp, window, final, polygons, parcels, crops) -> np.ndarray:
+def _with_seconds(out: dict, t: dict) -> dict:
+    steps = ("read", "composite", "classify", "end")
+    out["stage_seconds"] = {k: t[k] - t[p] for p, k in zip(("start", *steps[:-1]), steps, strict=True)}
+    out["stage_seconds"]["write"] = out["stage_seconds"].pop("end")
+    return out
+
+
+def codes_on_block_grid(crop10, comp, window, final, polygons, main, skip: np.ndarray | None = None) -> np.ndarray:
     """Crop code of every cropland pixel of the 2 m block grid: that of the field holding the 10 m pixel
-    its centre falls in, else (no field there: a sliver of a polygon) the polygon's main crop."""
+    its centre falls in, else (no field there: a sliver of a polygon) the polygon's main crop (`main`: per
+    polygon, or a function of the polygons' label raster giving it). Pixels in `skip` are left 0 (the caller
+    fills them)."""
     from pyproj import Transformer
 
     from mapper.grid.tilegrid import global_pixel_to_lonlat
@@ -306,6 +375,8 @@ def codes_on_block_grid(crop10, comp, window, final, polygons, parcels, crops) -
 
     out = np.zeros(window.shape, np.uint8)
     crop = final == 1
+    if skip is not None:
+        crop &= ~skip
     if not crop.any():
         return out
     rows, cols = np.nonzero(crop)
@@ -319,8 +390,8 @@ def codes_on_block_grid(crop10, comp, window, final, polygons, parcels, crops) -
     codes[ok] = crop10[r10[ok], c10[ok]]
     missing = codes == UNCLASSIFIED
     if missing.any() and len(polygons):
-        main = main_crop_of_polygons(parcels, crops, len(polygons))
         labels = unit_labels(window, list(polygons.geometry))
+        main = main(labels) if callable(main) else main
         codes[missing] = np.concatenate([[UNCLASSIFIED], main]).astype(np.uint8)[labels[rows[missing], cols[missing]]]
     out[rows, cols] = codes
     return out
@@ -376,6 +447,19 @@ def block_fields(comp, polygons) -> BlockFields:
     return BlockFields(fields, field_polygon, series, n_pure, fallback)
 
 
+def crop_names(code: np.ndarray, taxonomy) -> dict:
+    """crop and level1-4 names of leaf codes ("unclassified" / "" for 0)."""
+    lookup = dict(zip(taxonomy.codes, range(taxonomy.n_leaves), strict=True))
+    leaf = [lookup.get(int(c)) for c in code]
+    return {
+        "crop": [taxonomy.leaf_names()[i] if i is not None else "unclassified" for i in leaf],
+        **{
+            f"level{lv + 1}": [taxonomy.names[lv][taxonomy.paths[i, lv]] if i is not None else "" for i in leaf]
+            for lv in range(4)
+        },
+    }
+
+
 def field_polygons(parcels: BlockFields, crops: dict, polygons, comp, taxonomy):
     """The fields as polygons (10 m outlines cut to their cropland polygon), EPSG:4326, with unit, true
     area and crop attributes: what the prefecture GeoPackages hold."""
@@ -396,9 +480,7 @@ def field_polygons(parcels: BlockFields, crops: dict, polygons, comp, taxonomy):
     field = by_field.index.to_numpy()
     owner = polygons.geometry.to_numpy()[parcels.field_polygon[field]]
     cut = shapely.intersection(shapely.make_valid(by_field.geometry.to_numpy()), owner)
-    lookup = dict(zip(taxonomy.codes, range(taxonomy.n_leaves), strict=True))
     code = crops["code"][field]
-    leaf = [lookup.get(int(c)) for c in code]
     src = polygons.iloc[parcels.field_polygon[field]]
     out = gpd.GeoDataFrame(
         {
@@ -407,11 +489,7 @@ def field_polygons(parcels: BlockFields, crops: dict, polygons, comp, taxonomy):
             "unit_name": src["unit_name"].to_numpy() if "unit_name" in src else None,
             "area_m2": equal_area_m2(cut),
             "crop_code": code.astype(np.int16),
-            "crop": [taxonomy.leaf_names()[i] if i is not None else "unclassified" for i in leaf],
-            **{
-                f"level{lv + 1}": [taxonomy.names[lv][taxonomy.paths[i, lv]] if i is not None else "" for i in leaf]
-                for lv in range(4)
-            },
+            **crop_names(code, taxonomy),
             "crop_prob": crops["prob"][field].astype(np.float32),
             "n_pure": parcels.n_pure[field].astype(np.int32),
             "fallback": parcels.fallback[field],
@@ -422,6 +500,7 @@ def field_polygons(parcels: BlockFields, crops: dict, polygons, comp, taxonomy):
     return out[~out.geometry.is_empty & (out["area_m2"] > 0)].reset_index(drop=True)
 
 
+# ------------------------------------------------------------------------------------------ unit field
 def _enabled(config: dict) -> bool:
     return bool(config.get("croptype", {}).get("enabled"))
 
@@ -433,9 +512,10 @@ def _outputs(store, ctx: RunContext, units: dict) -> dict:
 
 
 # The stage, registered with the run through the "mapper.stages" entry point (pyproject.toml): per block after
-# its final mask, when croptype.enabled. Its Ray pool: a CPU share like the light stages, so it fits beside
-# segmentation on any machine (it would otherwise wait for CPUs that the segmentation actors hold for the whole
-# run), not set aside from segmentation's CPUs; with GPUs a whole CPU and a GPU share (the model is small). Its
-# torch threads stay at one beside segmentation (threads thrash otherwise).
-STAGE = StageSpec("croptype", CropTypeWorker, after=("final",), item=decision_item, enabled=_enabled,
+# its final mask, when croptype.enabled, and after its fields when the run has the fields stage too (unit field
+# classifies them; the driver ignores a stage waited for that the run does not have). Its Ray pool: a CPU share
+# like the light stages, so it fits beside segmentation on any machine (it would otherwise wait for CPUs that the
+# segmentation actors hold for the whole run), not set aside from segmentation's CPUs; with GPUs a whole CPU and a
+# GPU share (the model is small). Its torch threads stay at one beside segmentation (threads thrash otherwise).
+STAGE = StageSpec("croptype", CropTypeWorker, after=("final", "fields"), item=decision_item, enabled=_enabled,
                   pool=Pool(cpus=0.1, gpus=0.25, cpus_with_gpus=1.0, set_aside=False), outputs=_outputs)  # fmt: skip

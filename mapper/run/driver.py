@@ -40,19 +40,23 @@ class BlockState:
 
 def ready_tasks(state: BlockState, sources, stages: Sequence[StageSpec] = CROPLAND_STAGES) -> list[Key]:
     """The block's tasks whose inputs are done and that are neither done nor scheduled: per-source tasks source
-    by source, then the block-level ones."""
+    by source, then the block-level ones. An optional stage that a stage waits for counts only when the run has
+    it (is among `stages`): crop types wait for the fields stage in a run that makes fields, not otherwise."""
     per_source = {st.name for st in stages if st.per_source}
+    active = {st.name for st in stages}
     want = [(s, st.name) for s in sources for st in stages
-            if st.per_source and _inputs_done(state, st.after, per_source, (s,))]  # fmt: skip
+            if st.per_source and _inputs_done(state, st.after, per_source, (s,), active)]  # fmt: skip
     want += [(BLOCK_LEVEL, st.name) for st in stages
-             if not st.per_source and _inputs_done(state, st.after, per_source, sources)]  # fmt: skip
+             if not st.per_source and _inputs_done(state, st.after, per_source, sources, active)]  # fmt: skip
     return [k for k in want if k not in state.done and k not in state.scheduled]
 
 
-def _inputs_done(state: BlockState, after: Sequence[str], per_source: set[str], sources) -> bool:
-    """Whether the stages in `after` are done: a per-source one for each of `sources` (the task's own source, or
-    every source for a block-level task), a block-level one for the block."""
-    keys = [(s, name) for name in after for s in (sources if name in per_source else (BLOCK_LEVEL,))]
+def _inputs_done(state: BlockState, after: Sequence[str], per_source: set[str], sources, active=None) -> bool:
+    """Whether the stages in `after` that the run has (`active`, default all) are done: a per-source one for
+    each of `sources` (the task's own source, or every source for a block-level task), a block-level one for
+    the block."""
+    names = [a for a in after if active is None or a in active]
+    keys = [(s, name) for name in names for s in (sources if name in per_source else (BLOCK_LEVEL,))]
     return all(k in state.done for k in keys)
 
 
