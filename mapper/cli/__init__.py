@@ -19,6 +19,7 @@ from mapper.cli.estimate import estimate
 from mapper.cli.evaluate import evaluate
 from mapper.cli.export import export
 from mapper.cli.fetch import fetch
+from mapper.cli.fields import fields
 from mapper.cli.grid import grid
 from mapper.cli.labels import labels
 from mapper.cli.report import report
@@ -53,6 +54,7 @@ cli.add_command(compare)
 cli.add_command(report)
 cli.add_command(al)
 cli.add_command(croptype)
+cli.add_command(fields)
 cli.add_command(allocate)
 cli.add_command(estimate)
 cli.add_command(serve)

@@ -264,3 +264,39 @@ def calibrate(checkpoint, labels_roots, max_images, device, quiet):
     at_default = decision["iou_at_0.5"]
     click.echo(f"{checkpoint}: decision threshold {decision['threshold']:g} (pooled IoU {decision['iou']:.4f} on "
                f"{decision['images']} held-out images; at 0.5: {'-' if at_default is None else f'{at_default:.4f}'})")
+
+
+@train.command("fields", short_help="Train the field delineation model (U-Net, 3 classes) on the simulated world.")
+@out_option
+@click.option("--world-seed", type=int, help="The world whose fields it learns [default: 0].")
+@click.option("--steps", type=click.IntRange(min=1), help="Optimizer steps [default: 2000].")
+@click.option("--windows", type=click.IntRange(min=1), help="Training windows drawn from farmland [default: 320].")
+@click.option("--resume", is_flag=True, help="Continue the unfinished run at --out after its last checkpoint.")
+@settings_option("FieldTrainConfig", "configs/train_fields.yaml")
+@click.option("--seed", type=int, help="Seeds the windows, initialisation, crops and augmentation [default: 0].")
+@device_option
+def fields(out, world_seed, steps, windows, resume, config_file, seed, device):
+    """Train the field model on windows of the simulated world's farmland and their field truth (background,
+    field interior, field boundary), validating object F1 every val_every steps on other windows of the same
+    world and keeping the best weights in OUT. Judge it on another world seed (`mapper fields evaluate`)."""
+    from mapper.config.loader import load_settings
+    from mapper.fields.train import FieldTrainConfig, train_fields
+    from mapper.models.checkpoint import CheckpointError
+
+    try:
+        cfg = load_settings(FieldTrainConfig, config_file, world_seed=world_seed, steps=steps, windows=windows,
+                            seed=seed)  # fmt: skip
+    except (ValueError, OSError) as e:
+        raise TrainUsageError(f"training settings: {e}") from e
+
+    def show(rec):
+        click.echo(f"step {rec['step']:>6}/{cfg.steps}  loss {rec['loss']:.3f}  val object F1 {rec['f1']:.3f}"
+                   f"  boundary F {rec['boundary_f']:.3f}  {rec['seconds']:.0f}s")  # fmt: skip
+
+    try:
+        result = train_fields(cfg, out, resume=resume, device=device, progress=show, command=_command_line())
+    except (CheckpointError, ValueError, RuntimeError) as e:
+        raise TrainUsageError(str(e)) from e
+    best = result["best"]
+    click.echo(f"best at step {best['step']}: val object F1 {best['f1']:.3f} -> {out}")
+    click.echo(f"judge it on another world: mapper fields evaluate RUN --json (a run with fields.model: {out})")

@@ -323,16 +323,32 @@ class CropTypeConfig(StrictModel):
     enabled: bool = Field(False, description="`mapper run` also maps crop types after each block's final mask.")
     model: str = Field("croptype-default", description="A crop-type model directory or packaged model name.")
     s2: CropTypeS2Config = CropTypeS2Config()
-    unit: Literal["parcel", "pixel"] = Field("pixel", description="Classify every 10 m field pixel's own series "
-                                             "(pixel: the map keeps each pixel's crop, a field polygon its "
-                                             "pixels' commonest) or each delineated field's mean (parcel). "
-                                             "Pixel is the default: the map's cropland polygons are not fields, "
-                                             "and on the demo run it agrees with the truth on 77 % of the "
-                                             "area at level 4 against 54 % (~45× the inferences: a GPU job "
-                                             "at CropNet's width 128, seconds a block at width 32).")
+    unit: Literal["parcel", "pixel", "field"] = Field("pixel", description="Classify every 10 m field pixel's "
+                                                      "own series (pixel: the map keeps each pixel's crop, a field "
+                                                      "polygon its pixels' commonest), each field delineated at "
+                                                      "10 m from the series' mean (parcel), or each field of the "
+                                                      "run's `fields` stage (field: the 2 m pieces of "
+                                                      "fields/blocks/<block>.tif, each the mean of its pure 10 m "
+                                                      "pixels; needs `mapper fields RUN` or fields.enabled). "
+                                                      "Pixel is the default: the map's cropland polygons are not "
+                                                      "fields, and on the demo run it agrees with the truth on 77 % "
+                                                      "of the area at level 4 against 54 % (~45× the inferences: a "
+                                                      "GPU job at CropNet's width 128, seconds a block at width 32).")
     min_cropland_share: float = Field(0.5, gt=0, le=1, description="A 10 m pixel of the crop-type map is "
                                       "cropland when at least this share of its 2 m final-mask pixels are.")
     batch_parcels: int = Field(4096, ge=1, description="Parcels per inference batch.")
+    device: str | None = Field(None, description="torch device (default: cuda when available).")
+
+
+class FieldsConfig(StrictModel):
+    """The fields stage of a run (`mapper fields RUN`, or `mapper run` with enabled: true): field instances at 2 m
+    inside each block's final cropland, stitched into one polygon per field (fiboa)."""
+
+    enabled: bool = Field(False, description="`mapper run` also delineates fields after each block's final mask.")
+    model: str = Field("fields-default", description="A field model: checkpoint directory, packaged model name, "
+                       "or `baseline` (the classical delineator, no weights).")
+    min_area_ha: float = Field(0.02, gt=0, description="Stitched fields smaller than this (true ground area) are "
+                               "slivers and left out of the polygons (0.02 ha: ~40 z16 pixels in southern China).")
     device: str | None = Field(None, description="torch device (default: cuda when available).")
 
 
@@ -348,6 +364,7 @@ class MapperConfig(StrictModel):
     run: RunConfig = RunConfig()
     al: AlConfig = AlConfig()
     croptype: CropTypeConfig = CropTypeConfig()
+    fields: FieldsConfig = FieldsConfig()
 
     @model_validator(mode="after")
     def _sets_name_sources(self):

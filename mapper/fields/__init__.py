@@ -6,6 +6,11 @@
     fiboa       fields.parquet (fiboa 0.3 GeoParquet 1.1) and one GeoPackage per prefecture
     evaluate    object P / R / F1 at IoU > 0.5, extent IoU, boundary F within 1 px, area error
     baseline    classical delineation from the imagery's gradients inside the cropland mask (the floor)
+    model       the field model (U-Net: background / interior / boundary per 2 m pixel) and `load_field_model`
+    train       training it on the simulated world's fields (`mapper train fields`)
+    stage       the run's fields stage: per block, piece labels and outlines inside its final mask
+    outputs     the run's fields.parquet, GeoPackages and summary from its blocks; `mapper fields evaluate`
+    paths       where a run keeps its fields (RUN/fields/) and the crop-type stage its crops per piece
 
 Per block in (arrays on the block's exact z16 grid), polygons out, one stitch step over blocks: the shape a run
 stage needs.

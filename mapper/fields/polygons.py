@@ -190,7 +190,9 @@ def _groups(blocks: Sequence[BlockFields], min_shared_px: int) -> np.ndarray:
 
 def stitch(blocks: Sequence[BlockFields], *, min_shared_px: int = MIN_SHARED_PX) -> gpd.GeoDataFrame:
     """One row per field over all blocks: `id`, `block_id` (the block of its first pixel), `n_blocks`, `key`
-    (-1 without keys) and the geometry in global z16 pixel coordinates (no CRS)."""
+    (-1 without keys), `pieces` (int64 array: the field's pieces, numbered block after block in the order given —
+    piece i of blocks[k], label i + 1, is sum(b.n for b in blocks[:k]) + i) and the geometry in global z16 pixel
+    coordinates (no CRS)."""
     blocks = list(blocks)
     if not blocks or sum(b.n for b in blocks) == 0:
         return _empty_fields(None)
@@ -208,16 +210,19 @@ def stitch(blocks: Sequence[BlockFields], *, min_shared_px: int = MIN_SHARED_PX)
     for k in np.flatnonzero(sizes > 1):
         merged[k] = shapely.union_all(geoms[order[starts[k] : starts[k] + sizes[k]]])
     n_blocks = np.array([len(set(block_of[order[s : s + z]].tolist())) for s, z in zip(starts, sizes, strict=True)])
+    pieces = np.empty(len(starts), dtype=object)
+    for k, (s, z) in enumerate(zip(starts, sizes, strict=True)):
+        pieces[k] = np.sort(order[s : s + z])
     ids = np.array([f"f{c}_{r}" for r, c in first[lead]], dtype=object)
     out = gpd.GeoDataFrame({"id": ids, "block_id": np.array([blocks[i].block_id for i in block_of[lead]], object),
-                            "n_blocks": n_blocks, "key": keys[lead]}, geometry=merged)  # fmt: skip
+                            "n_blocks": n_blocks, "key": keys[lead], "pieces": pieces}, geometry=merged)  # fmt: skip
     return out.iloc[np.lexsort((first[lead, 1], first[lead, 0]))].reset_index(drop=True)
 
 
 def _empty_fields(crs) -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame({"id": np.array([], object), "block_id": np.array([], object),
-                             "n_blocks": np.array([], np.int64), "key": np.array([], np.int64)},
-                            geometry=gpd.GeoSeries([], crs=crs), crs=crs)  # fmt: skip
+                             "n_blocks": np.array([], np.int64), "key": np.array([], np.int64),
+                             "pieces": np.array([], object)}, geometry=gpd.GeoSeries([], crs=crs), crs=crs)  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------------ clean-up
@@ -281,7 +286,7 @@ def field_polygons(
     min_shared_px: int = MIN_SHARED_PX,
 ) -> gpd.GeoDataFrame:
     """Fields of blocks, stitched, slivers removed, simplified, in EPSG:4326: columns id, block_id, n_blocks,
-    key, area_m2 (the exact pixel area before simplification), geometry."""
+    key, pieces (see `stitch`), area_m2 (the exact pixel area before simplification), geometry."""
     fields = stitch(blocks, min_shared_px=min_shared_px)
     if len(fields) == 0:
         return _empty_fields(CRS).assign(area_m2=np.zeros(0))

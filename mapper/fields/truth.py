@@ -43,7 +43,7 @@ NO_FIELD = -1  # key of background pixels
 class FieldTruth:
     """The fields of one block (see the module docstring)."""
 
-    block: Block
+    block: Block | None  # None: a window that is not a block (training)
     window: PixelWindow
     labels: np.ndarray  # int32 (H, W)
     classes: np.ndarray  # uint8 (H, W)
@@ -76,9 +76,13 @@ def field_keys(world: World, window: PixelWindow, pad: int = 0) -> tuple[np.ndar
 
 def field_truth(world: World, block: Block, zoom: int = 16) -> FieldTruth:
     """Instance labels, 3-class map and field keys of `block` (see the module docstring)."""
+    return window_truth(world, block.window(zoom), block)
+
+
+def window_truth(world: World, window: PixelWindow, block: Block | None = None) -> FieldTruth:
+    """The same for any window of the z16 grid (training windows; `block` None)."""
     from mapper.fields.regions import label_regions, outline
 
-    window = block.window(zoom)
     keys, edge = field_keys(world, window, pad=1)
     crop = keys != NO_FIELD
     boundary = (outline(keys, crop) | edge)[1:-1, 1:-1]

@@ -1,8 +1,8 @@
 """Model checkpoints: a directory of safetensors weights and a JSON description. Never a pickle.
 
     <dir>/weights.safetensors     the model's state dict (safetensors: tensors only, nothing executable)
-    <dir>/checkpoint.json         format, kind ("iqa" | "segmentation" | "croptype"), arch (the full config dict
-                                  the model is built from), classes, normalisation {mean, std}, input (e.g.
+    <dir>/checkpoint.json         format, kind ("iqa" | "segmentation" | "croptype" | "fields"), arch (the full
+                                  config dict the model is built from), classes, normalisation {mean, std}, input (e.g.
                                   {"size": 128}), training (world seeds, epochs, metrics, the command), sha256 of
                                   the weights, extra_files {name: sha256}, mapper_version, created
     <dir>/<extra>.safetensors     optional tensors beside the weights (the optimizer state of an unfinished
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 FORMAT = "mapper-checkpoint/1"
 WEIGHTS_FILE = "weights.safetensors"
 META_FILE = "checkpoint.json"
-KINDS = ("iqa", "segmentation", "croptype")
+KINDS = ("iqa", "segmentation", "croptype", "fields")
 REQUIRED_META = ("kind", "arch", "classes", "normalisation", "input")
 
 # kind -> "module:function" building an nn.Module from an arch dict (imported only when a checkpoint loads).
@@ -42,6 +42,7 @@ BUILDERS = {
     "iqa": "mapper.iqa.model:build_model",
     "segmentation": "mapper.seg.model:build_model",
     "croptype": "mapper.croptype.model:build_model",
+    "fields": "mapper.fields.model:build_model",
 }
 
 

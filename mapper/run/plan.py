@@ -160,6 +160,7 @@ def outcome_config(config) -> dict:
     data.pop("cache", None)
     data.pop("al", None)  # label campaigns: the run's outputs do not depend on them
     data.pop("croptype", None)  # a stage after the cropland map: it never changes the blocks' cropland
+    data.pop("fields", None)  # likewise: fields are delineated inside the final masks, never changing them
     data["mosaic"] = {k: v for k, v in data["mosaic"].items() if k != "threads"}
     data["run"] = {k: v for k, v in data["run"].items() if k not in _PERFORMANCE_KEYS}
     return data
