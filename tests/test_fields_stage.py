@@ -199,8 +199,11 @@ def test_a_rerun_does_nothing_and_gives_the_same_fields(fielded):
 
     tifs = {p.name: p.stat().st_mtime_ns for p in (fielded / "fields" / "blocks").iterdir()}
     before, table = fields_tasks(fielded), pq.read_table(fielded / "fields" / "fields.parquet")
+    cropland_outputs = [fielded / "map" / "cropland.vrt", fielded / "report" / "blocks.png"]
+    stamps = [p.stat().st_mtime_ns for p in cropland_outputs]
     res = in_process("fields", fielded, "--in-process", "-q")  # the model: the one the blocks were made with
     assert res.exit_code == 0, res.output
+    assert [p.stat().st_mtime_ns for p in cropland_outputs] == stamps  # no final mask changed: kept, not rebuilt
     assert fields_tasks(fielded) == before
     assert {p.name: p.stat().st_mtime_ns for p in (fielded / "fields" / "blocks").iterdir()} == tifs
     assert pq.read_table(fielded / "fields" / "fields.parquet").equals(table)

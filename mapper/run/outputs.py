@@ -64,7 +64,8 @@ def write_outputs(store: RunStore, ctx: RunContext, region, summary: dict) -> di
             gallery = block_gallery_png(table, root, root / "report" / "blocks.png", max_blocks=12, sources=ctx.sources,
                                         imagery="decision", region_geometry=region.geometry)  # fmt: skip
             maps["block_gallery"] = str(gallery)
-        atomic_write_text(root / SIGNATURE_FILE, json.dumps({"signature": signature, "outputs": maps}, indent=1))
+        if done:  # (no map, no record: a run with no block done has only the cheap picture to redo)
+            atomic_write_text(root / SIGNATURE_FILE, json.dumps({"signature": signature, "outputs": maps}, indent=1))
         outputs.update(maps)
     for stage in active_stages(ctx.config):  # the outputs of stages other packages add (crop types)
         if stage.outputs is not None and done:
@@ -202,7 +203,7 @@ def province_areas(store: RunStore, ctx: RunContext, region, table):
         covers = region.kind != "bbox" or region.geometry.contains(province.geometry)
         complete = covers and done == in_region and in_region > 0
         mapped = crop / HA if complete else (crop / land * area / HA if land > 0 and covers else None)
-        statistic = _statistic(ctx, province, store.layout.root)
+        statistic = _statistic(ctx, province, store)
         value = pcs(mapped, statistic) if covers else None
         rows.append({
             "province": province.name, "pcode": province.pcode, "region_covers_province": covers,
@@ -229,13 +230,13 @@ def prefecture_areas(store: RunStore, units: dict):
     return pd.DataFrame(rows)
 
 
-WORLD_STATISTICS_FILE = "map/world_statistics.json"  # the world's statistic per province, computed once per run
+WORLD_STATISTICS = "world_statistics"  # state-database key: the world's statistic per province, computed once
 
 
-def _statistic(ctx: RunContext, province, root: Path):
+def _statistic(ctx: RunContext, province, store: RunStore):
     """The statistic of mapper.maps.statistics.reference_statistic: the config's table, else the simulated
-    world's own for world sources (seconds to integrate: kept in the run directory for its later sessions),
-    else the official one."""
+    world's own for world sources (seconds to integrate: kept in the run's state database for its later
+    sessions), else the official one."""
     from mapper.maps.statistics import read_user_statistics, reference_statistic, world_statistic
 
     config = ctx.mapper_config()
@@ -244,15 +245,11 @@ def _statistic(ctx: RunContext, province, root: Path):
     statistic, kind = reference_statistic(province, tables, world=world)
     if kind != "world":
         return statistic
-    path = root / WORLD_STATISTICS_FILE
-    try:
-        kept = json.loads(path.read_text())
-    except (OSError, ValueError):
-        kept = {}
+    kept = store.meta(WORLD_STATISTICS, {})
     key = f"{config.world.seed}:{province.pcode}"
     statistic = world_statistic(config.world.seed, province, hectares=kept.get(key))
     if key not in kept:
-        atomic_write_text(path, json.dumps({**kept, key: statistic.hectares}, indent=1))
+        store.set_meta(WORLD_STATISTICS, {**kept, key: statistic.hectares})
     return statistic
 
 

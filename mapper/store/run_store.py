@@ -211,6 +211,11 @@ class RunStore:
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else default
 
+    def set_meta(self, key: str, value) -> None:
+        """Record a fact about the run (a JSON value), replacing what the key held."""
+        with self.conn:
+            self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+
     def blocks(self, after_seq: int = 0, limit: int = 10_000) -> list[tuple[int, str]]:
         """(seq, block_id) in planning order, a page at a time (a country has 383,000 blocks)."""
         return self.conn.execute(
