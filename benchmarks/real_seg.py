@@ -103,8 +103,10 @@ def prepare_world(out: Path, per_province: int, held_out_per_province: int) -> N
 def evaluate(out: Path, checkpoint: str, max_world_images: int, with_world: bool = True) -> dict:
     """Pooled pixel metrics of a checkpoint on the held-out gid15 chips and (with_world) on world seed 1."""
     result = {}
-    judged = (("gid15_test", out / "gid15" / "test", []),
-              ("world_seed1", out / "world_seed1", ["--max-images", str(max_world_images)]))[: 2 if with_world else 1]
+    judged = (
+        ("gid15_test", out / "gid15" / "test", []),
+        ("world_seed1", out / "world_seed1", ["--max-images", str(max_world_images)]),
+    )[: 2 if with_world else 1]
     for name, labels, extra in judged:
         overlays = out / "overlays" / Path(checkpoint).name / name
         r = mapper("evaluate", "seg", "--checkpoint", checkpoint, "--labels", str(labels), "--json", "-q",
@@ -234,6 +236,8 @@ def main(argv=None) -> None:
         if not GID15.is_dir():
             sys.exit(f"{GID15} is not there: the gid15 chips live in ../shared/data/real/ beside the repository")
         print(json.dumps(prepare_gid15(args.out)))
+        for fraction in (0.25, 0.5):  # the curve's nested subsets of the training chips (links)
+            chip_subset(args.out, fraction)
         prepare_world(args.out, args.world_per_province, args.held_out_per_province)
         return
     if args.step == "calibrated":

@@ -4,6 +4,7 @@ kept, the init recorded, weighted sampling of the newest active-learning round, 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from mapper.cli import cli
 from mapper.grid.blocks import Block
 from mapper.labels.store import IGNORE, write_labelled_block
 from mapper.models import CheckpointError, load_checkpoint, load_model_registry
-from mapper.models.checkpoint import save_checkpoint, sha256_file
+from mapper.models.checkpoint import save_checkpoint, sha256_file, update_checkpoint_meta
 from mapper.seg.finetune import check_init_arch, fine_tune_seg, init_spec, load_init
 from mapper.seg.model import CLASSES, build_model
 from mapper.seg.samples import CropSampler, SampleWeights, SegSample, find_samples
@@ -212,3 +213,22 @@ def test_command_fine_tunes_with_the_recipe(tmp_path, labels_root, init_ckpt):
     assert training["config"]["lr"] == 1e-4 and training["config"]["warmup_steps"] == 20  # the recipe's
     assert training["steps_done"] == 2 and training["init"]["name"] == "tiny-custom"
     assert training["labels"] == [str(labels_root.resolve())]
+
+
+def test_a_calibrated_init_gives_a_recalibrated_fine_tune(tmp_path, labels_root, init_ckpt):
+    cfg = SegTrainConfig(**TINY_STEPS, lr=1e-5)
+    plain = fine_tune_seg(init_ckpt, [labels_root], tmp_path / "plain", cfg).checkpoint
+    assert "decision" not in json.loads((plain / "checkpoint.json").read_text())  # seg-default's campaigns: as before
+
+    calibrated = tmp_path / "init_cal"
+    shutil.copytree(init_ckpt, calibrated)
+    update_checkpoint_meta(calibrated, {"decision": {"threshold": 0.725, "labels": ["somewhere"]}})
+    out = fine_tune_seg(calibrated, [labels_root], tmp_path / "ft", cfg, val_roots=[labels_root]).checkpoint
+    decision = json.loads((out / "checkpoint.json").read_text())["decision"]
+    assert decision["labels"] == [str(labels_root)] and decision["images"] == 3  # chosen again, on its validation
+    assert "inherited_from" not in decision and 0.2 <= decision["threshold"] <= 0.8
+
+    # nothing held out to choose on: the init's threshold is kept, and says where it came from
+    kept = fine_tune_seg(calibrated, [labels_root], tmp_path / "kept", cfg).checkpoint
+    decision = json.loads((kept / "checkpoint.json").read_text())["decision"]
+    assert decision["threshold"] == 0.725 and decision["inherited_from"] == str(calibrated)

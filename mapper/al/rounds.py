@@ -288,7 +288,7 @@ def step_train(c: Campaign, k: int) -> dict:
 def fine_tune(init: str, labels: list[Path], out: Path, al, round_no: int) -> dict:
     """Fine-tune the segmentation (a plain function: it may run on a GPU actor); an interrupted fine-tune
     continues from its last checkpoint and ends where the uninterrupted one would."""
-    from mapper.seg.finetune import fine_tune_seg, finetune_recipe, init_spec, load_init
+    from mapper.seg.finetune import fine_tune_seg, finetune_recipe, init_spec, load_init, recalibrate
     from mapper.seg.samples import SampleWeights, find_samples
     from mapper.seg.train import load_seg_train_config, train_seg
 
@@ -302,6 +302,7 @@ def fine_tune(init: str, labels: list[Path], out: Path, al, round_no: int) -> di
         train = find_samples(labels, cfg.coverage)
         result = train_seg(train, out, cfg.model_copy(update={"arch": spec.name}), resume=True, spec=spec,
                            weights=SampleWeights.recent(train, cfg.recent_weight, round_no))  # fmt: skip
+        recalibrate(load_init(init), out, [], [], None)  # as fine_tune_seg would have: keep a calibrated threshold
     else:
         result = fine_tune_seg(init, labels, out, cfg, recent_round=round_no)
     return {"steps": cfg.steps, "seconds": round(result.seconds, 1), "resumed": meta is not None}

@@ -11,6 +11,12 @@ newest round drawn `recent_weight` times as often (`SampleWeights.recent`), so t
 labels without forgetting what the old ones taught. checkpoint.json's training section names the init (path,
 name, sha256 of its weights), the weighting rule and weights, and the steps.
 
+**Decision threshold.** A calibrated init (`decision` in its checkpoint.json, mapper.seg.calibrate) gives a
+calibrated fine-tune: the new weights' threshold is chosen again on the fine-tune's validation images (held out
+from its training), so a label round from a real-imagery model does not silently fall back to 0.5. Without
+validation images, or when they hold no cropland, the init's threshold is kept and marked `inherited_from`. An
+uncalibrated init (seg-default) gives an uncalibrated fine-tune, as before.
+
     fine_tune_seg("seg-default", [Path("labels")], Path("ckpt/round3"), load_seg_train_config(FINETUNE_RECIPE))
 """
 
@@ -115,7 +121,34 @@ def fine_tune_seg(
         "fine-tuning %s (%s) for %d steps on %d images of %d blocks or chips; %s",
         ckpt.path, spec.name, cfg.steps, len(train), len({s.block_id for s in train}), weights.rule,
     )  # fmt: skip
-    return train_seg(
+    result = train_seg(
         train, out, cfg, val=val, device=device, info=info, on_validate=on_validate, spec=spec, init=ckpt,
         weights=weights,
     )  # fmt: skip
+    recalibrate(ckpt, out, val, [str(p) for p in val_roots] if val_roots else ["held out of the training labels"],
+                device)  # fmt: skip
+    return result
+
+
+def recalibrate(init: Checkpoint, out: Path, val: Sequence, labels: Sequence[str], device: str | None) -> None:
+    """Give the fine-tune at `out` a decision threshold when its init had one (see the module docstring)."""
+    decision = init.meta.get("decision")
+    if not decision:
+        return
+    from mapper.models.checkpoint import update_checkpoint_meta
+    from mapper.seg.calibrate import calibrate_checkpoint
+    from mapper.seg.predict import load_segmenter
+
+    if val:
+        segmenter = load_segmenter(out, device=device)
+        try:
+            chosen = calibrate_checkpoint(out, val, labels, segmenter)
+            log.info("fine-tune %s calibrated on %d validation images: %g", out, len(val), chosen["threshold"])
+            return
+        except ValueError as e:
+            if "no cropland" not in str(e):
+                raise
+            log.warning("fine-tune %s not recalibrated (%s): keeping its init's threshold", out, e)
+    else:
+        log.warning("fine-tune %s has no validation images to recalibrate on: keeping its init's threshold", out)
+    update_checkpoint_meta(out, {"decision": {**decision, "inherited_from": str(init.path)}})
