@@ -172,7 +172,7 @@ def run(out: Path, targets: str, width: int, depth: int, steps: int, seed: int) 
             continue
         val_prob = cropland_probability(net, xva, targets)
         val = max((pooled(val_prob, yva, t) for t in THRESHOLDS), key=lambda m: m["iou"])
-        history.append({"step": step, "loss": round(float(loss), 4), "val_iou": round(val["iou"], 4),
+        history.append({"step": step, "loss": round(float(loss.detach()), 4), "val_iou": round(val["iou"], 4),
                         "threshold": val["threshold"], "seconds": round(time.perf_counter() - t0)})  # fmt: skip
         print(json.dumps(history[-1]), flush=True)
         if best is None or val["iou"] > best[0]["iou"]:
