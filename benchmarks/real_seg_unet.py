@@ -142,11 +142,11 @@ def cropland_probability(net, x: np.ndarray, targets: str, batch: int = 32) -> n
 
 
 def pooled(prob: np.ndarray, target: np.ndarray, threshold: float) -> dict:
-    labelled = target != 255
-    pred, truth = (prob >= threshold) & labelled, (target == 1) & labelled
-    tp, fp, fn = int((pred & truth).sum()), int((pred & ~truth).sum()), int((~pred & truth).sum())
-    return {"iou": tp / max(tp + fp + fn, 1), "precision": tp / max(tp + fp, 1), "recall": tp / max(tp + fn, 1),
-            "f1": 2 * tp / max(2 * tp + fp + fn, 1), "threshold": float(threshold)}  # fmt: skip
+    """Pooled pixel metrics over the labelled pixels, cropland where prob > threshold (as `mapper evaluate seg`)."""
+    from mapper.seg.train import iou_counts, pixel_metrics
+
+    m = pixel_metrics(iou_counts(prob, target, threshold))
+    return {k: m[k] or 0.0 for k in ("iou", "precision", "recall", "f1")} | {"threshold": float(threshold)}
 
 
 def run(out: Path, targets: str, width: int, depth: int, steps: int, seed: int) -> dict:
