@@ -3,6 +3,10 @@ never saw, through the real commands and files (`mapper al init` / `loop`, the s
 
     python -m benchmarks.al_rounds --record                         # combined vs random, seed 0 (~1 h, 2 cores)
     python -m benchmarks.al_rounds --strategies combined,random,error --seeds 0,1,2 --rounds 5   # a device session
+    python -m benchmarks.al_rounds --start early --strategies random,uncertainty,combined --seeds 0,1,2 \
+        --pool 40 --validation 16 --decision 8 --round-blocks 4 --rounds 6 --record   # issue 24's grid (device)
+
+The real-imagery part (chip campaigns over the gid15 training chips) is benchmarks/al_rounds_real.py.
 
 What it does, per seed of the random parts (al.seed: the validation and decision samples and selection's random
 picks; the world, the pool and the starting models are the same for every campaign):
@@ -64,6 +68,17 @@ def prepare(args, work: Path) -> tuple[Path, Path]:
     return base, pool
 
 
+def early_start(args, work: Path, base: Path) -> Path:
+    """A start of middling strength: the default recipe (configs/train_seg_default.yaml) stopped after
+    `--early-steps` steps, from scratch on the base labels (seed 0) the campaigns' fine-tunes keep using."""
+    model = work / f"early-seg-{args.early_steps}-n{args.base_blocks}"
+    if not (model / ".done").exists():
+        mapper("train", "seg", "--config", str(HERE.parent / "configs" / "train_seg_default.yaml"), "--labels",
+               str(base), "--steps", str(args.early_steps), "--out", str(model))  # fmt: skip
+        (model / ".done").write_text("")
+    return model
+
+
 def small_start(args, work: Path) -> tuple[Path, Path]:
     """A deliberately small starting model: `--small-steps` steps from scratch on `--small-blocks` blocks of
     seed 0 (the packaged seg-default scores 0.97 on seed 1's validation sample: too little left to gain)."""
@@ -80,7 +95,7 @@ def small_start(args, work: Path) -> tuple[Path, Path]:
 
 
 def init_campaign(args, work: Path, base: Path, pool: Path, strategy: str, seed: int, start: Path | None) -> Path:
-    camp = work / f"{strategy}-s{seed}" if start else work / f"{strategy}-s{seed}-packaged"
+    camp = work / f"{strategy}-s{seed}{ {'small': '', 'early': '-early', 'packaged': '-packaged'}[args.start]}"
     if not (camp / "ledger.json").exists():
         mapper("al", "init", str(camp), "--province", args.province, "--world-seed", str(args.world_seed),
                "--pool-run", str(pool), "--validation", str(args.validation), "--decision", str(args.decision),
@@ -142,6 +157,10 @@ def _fmt(hit) -> str:
 def start_text(args) -> str:
     if args.start == "packaged":
         return "the packaged seg-default + decide-default"
+    if args.start == "early":
+        return (f"an early checkpoint of the default recipe ({args.early_steps} steps of "
+                f"configs/train_seg_default.yaml from scratch on the {args.base_blocks} base blocks of seed 0) + "
+                "the packaged decide-default")  # fmt: skip
     return (f"a deliberately small segmentation model ({args.small_steps} steps from scratch on {args.small_blocks} "
             f"blocks of seed 0) + the packaged decide-default")  # fmt: skip
 
@@ -206,10 +225,12 @@ def main(argv=None) -> int:
     p.add_argument("--base-blocks", type=int, default=16)
     p.add_argument(
         "--start",
-        choices=["small", "packaged"],
+        choices=["small", "early", "packaged"],
         default="small",
-        help="Starting segmentation: a deliberately small model (default) or the packaged seg-default.",
+        help="Starting segmentation: a deliberately small model (default), an early checkpoint of the default "
+        "recipe (--early-steps on the base blocks: IoU 0.6-0.8, the issue's middling start) or seg-default.",
     )
+    p.add_argument("--early-steps", type=int, default=250, help="Steps of the early checkpoint (--start early).")
     p.add_argument("--small-blocks", type=int, default=4, help="Blocks of seed 0 the small model learns from.")
     p.add_argument("--small-steps", type=int, default=500, help="Steps of the small model's training.")
     p.add_argument("--work", type=Path, default=WORK)
@@ -220,6 +241,8 @@ def main(argv=None) -> int:
     start = None
     if args.start == "small":
         base, start = small_start(args, args.work)
+    elif args.start == "early":
+        start = early_start(args, args.work, base)
     camps = [init_campaign(args, args.work, base, pool, s, int(seed), start)
              for seed in args.seeds.split(",") for s in args.strategies.split(",")]  # fmt: skip
     for k in range(1, args.rounds + 1):  # round by round, so an interrupted benchmark compares like with like

@@ -2,6 +2,7 @@
 simulated world, on real chips and on both, judged on held-out real chips and on a held-out world.
 
     python -m benchmarks.real_seg prepare --out /tmp/real          # labels: gid15 splits + world seeds 0 and 1
+    python -m benchmarks.real_seg prepare --out /tmp/real --chips-only   # the gid15 splits alone (label rounds)
     python -m benchmarks.real_seg evaluate --out /tmp/real --checkpoint seg-default
     python -m benchmarks.real_seg curve --out /tmp/real --steps 400 --record   # the learning curve (CPU: ~1 h)
     python -m benchmarks.real_seg calibrated --out /tmp/real --steps 1200 --record   # its models, calibrated
@@ -224,6 +225,7 @@ def main(argv=None) -> None:
     ap.add_argument("step", choices=["prepare", "evaluate", "curve", "calibrated"])
     ap.add_argument("--out", type=Path, required=True, help="Work folder (labels, overlays).")
     ap.add_argument("--checkpoint", action="append", default=[], help="evaluate: a checkpoint (repeatable).")
+    ap.add_argument("--chips-only", action="store_true", help="prepare: the gid15 splits only, no world labels.")
     ap.add_argument("--world-per-province", type=int, default=20, help="prepare: seed-0 blocks per province.")
     ap.add_argument("--held-out-per-province", type=int, default=25, help="prepare: seed-1 blocks per province.")
     ap.add_argument("--max-world-images", type=int, default=40, help="evaluate: seed-1 images judged.")
@@ -238,7 +240,8 @@ def main(argv=None) -> None:
         print(json.dumps(prepare_gid15(args.out)))
         for fraction in (0.25, 0.5):  # the curve's nested subsets of the training chips (links)
             chip_subset(args.out, fraction)
-        prepare_world(args.out, args.world_per_province, args.held_out_per_province)
+        if not args.chips_only:
+            prepare_world(args.out, args.world_per_province, args.held_out_per_province)
         return
     if args.step == "calibrated":
         results = calibrated(args.out, args.steps, args.max_world_images, args.with_world)

@@ -5,6 +5,7 @@
                            the starting models (sha256), the al settings; fixed at `mapper al init`
       config.yaml          the resolved mapper config (tokens are never in it)
       samples/pool.txt  samples/validation.txt  samples/decision.txt       block ids, one a line
+      pool/<chip>/         a chip campaign's pool: the chip images only (mapper.al.chips; chip ids in the samples)
       labels/train/        blocks labelled in the rounds (people or the simulated annotator), labels-store form
       labels/validation/  labels/decision/   the fixed samples' labels (world truth, or given at init)
       rounds/NNN/          selection.parquet, export/ (the QGIS hand-off), ingest.json
@@ -75,6 +76,9 @@ class CampaignLayout:
 
     def model_dir(self, k: int, what: str) -> Path:  # seg, decide
         return self.root / "models" / f"{k:03d}" / what
+
+    def pool_chip(self, chip_id: str) -> Path:  # a chip campaign's pool image (mapper.al.chips)
+        return self.root / "pool" / chip_id
 
     @property
     def report_dir(self) -> Path:

@@ -34,7 +34,8 @@ def _value(row: dict, key: str):
     return sum(values) / len(values) if values else None
 
 
-def learning_curves_png(campaigns: list[tuple[str, list[dict]]], out: Path, thresholds: dict | None = None) -> Path:
+def learning_curves_png(campaigns: list[tuple[str, list[dict]]], out: Path, thresholds: dict | None = None,
+                        unit: str = "blocks") -> Path:  # fmt: skip
     """One panel per stop criterion; the dashed line is the campaign's threshold."""
     thresholds = thresholds or STOP_THRESHOLDS
     from mapper.maps.plotting import figure, save_png
@@ -48,7 +49,7 @@ def learning_curves_png(campaigns: list[tuple[str, list[dict]]], out: Path, thre
             if pts:
                 ax.plot(*zip(*pts, strict=True), marker="o", label=label)
         ax.axhline(thresholds[key], color="grey", ls="--", lw=1, label=f"stop ≥ {thresholds[key]:g}")
-        ax.set_xlabel("blocks labelled")
+        ax.set_xlabel(f"{unit} labelled")
         ax.set_title(title)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
@@ -107,9 +108,13 @@ def write_campaign_report(root: Path | str, others=()) -> Path:
     from mapper.config import load_config
 
     thresholds = load_config([layout.config_file]).al.stop.model_dump()
-    curves_png = learning_curves_png(curves, layout.report_dir / "learning_curves.png", thresholds)
-    map_png = selected_map_png(identity, ledger, layout.report_dir / "selected_blocks.png")
-    page = _page(identity, rows, [("Learning curves", curves_png), ("Blocks selected", map_png)])
+    unit = "chips" if identity.get("kind") == "chips" else "blocks"
+    curves_png = learning_curves_png(curves, layout.report_dir / "learning_curves.png", thresholds, unit)
+    figures = [("Learning curves", curves_png)]
+    if identity.get("kind") != "chips":  # chips have no place on the map
+        map_png = selected_map_png(identity, ledger, layout.report_dir / "selected_blocks.png")
+        figures.append(("Blocks selected", map_png))
+    page = _page(identity, rows, figures)
     out = layout.report_dir / "index.html"
     atomic_write_text(out, page)
     return out
@@ -124,7 +129,8 @@ def _fmt(v) -> str:
 
 
 def _page(identity: dict, rows: list[dict], figures) -> str:
-    columns = ("round", "blocks labelled", "positive / negative", "polygons", "IoU", "semantic correctness",
+    unit = "chips" if identity.get("kind") == "chips" else "blocks"
+    columns = ("round", f"{unit} labelled", "positive / negative", "polygons", "IoU", "semantic correctness",
                "adopted", "provinces (IoU, SC, PCS → verdict)")  # fmt: skip
     head = "<tr>" + "".join(f"<th>{c}</th>" for c in columns) + "</tr>"
     body = []
@@ -148,6 +154,6 @@ def _page(identity: dict, rows: list[dict], figures) -> str:
             "body{font-family:sans-serif;margin:2em;max-width:1300px}table{border-collapse:collapse}"
             "td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}img{max-width:100%}</style></head><body>"
             f"<h1>{title}</h1><p>{html.escape(', '.join(identity['provinces']))}; strategy "
-            f"{html.escape(identity['strategy'])}, {identity['round_blocks']} blocks a round; validation sample "
-            f"{identity['samples']['validation']['blocks']} blocks, pool {identity['samples']['pool']['blocks']}."
+            f"{html.escape(identity['strategy'])}, {identity['round_blocks']} {unit} a round; validation sample "
+            f"{identity['samples']['validation']['blocks']} {unit}, pool {identity['samples']['pool']['blocks']}."
             f"</p><table>{head}{''.join(body)}</table>{imgs}</body></html>")  # fmt: skip

@@ -28,6 +28,7 @@ The features of a source the table lacks (`b_*` in a one-source table) are left 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -152,7 +153,9 @@ class Picker:
         if self._features is None:
             columns = diversity_columns(self.table, self.settings)
             x = np.column_stack([numeric(self.table, c) for c in columns])
-            mean, std = np.nanmean(x, axis=0), np.nanstd(x, axis=0)
+            with warnings.catch_warnings():  # a feature no row has (a chip's terrain) is NaN: the mean, 0
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mean, std = np.nanmean(x, axis=0), np.nanstd(x, axis=0)
             mean, std = np.nan_to_num(mean), np.where(np.nan_to_num(std) > 0, std, 1.0)
             self._features = np.nan_to_num((x - mean) / std, nan=0.0)
             # the seeds from other rounds' tables take this table's mean and std: one space for all distances
@@ -212,7 +215,18 @@ def labelled_centres(table: pd.DataFrame, labelled: set[str]) -> tuple[np.ndarra
 
     in_table = table[table["block_id"].isin(labelled)]
     others = sorted(labelled - set(in_table["block_id"]))
-    parsed = [Block.parse(b) for b in others]
+    chips = len(table) > 0 and table["ix"].isna().all()  # a pool of chips: its ids have no position
+    parsed = [Block.parse(b) for b in others if not chips or _is_block_id(b)]
     ix = np.concatenate([in_table["ix"].to_numpy(dtype=float), [b.ix for b in parsed]])
     iy = np.concatenate([in_table["iy"].to_numpy(dtype=float), [b.iy for b in parsed]])
     return centres(ix, iy)
+
+
+def _is_block_id(name: str) -> bool:
+    from mapper.grid.blocks import Block
+
+    try:
+        Block.parse(name)
+    except ValueError:
+        return False
+    return True

@@ -75,6 +75,11 @@ class Campaign:
         return self.config.al
 
     @property
+    def chips(self) -> bool:
+        """A campaign over a pool of chips (mapper.al.chip_rounds), not blocks of the grid."""
+        return self.identity.get("kind") == "chips"
+
+    @property
     def sources(self) -> list[str]:
         return list(self.identity["sources"])
 
@@ -139,11 +144,13 @@ def _last_pool(c: Campaign, k: int) -> dict | None:
 
 def step_select(c: Campaign, k: int) -> dict:
     import geopandas as gpd
+    import pandas as pd
 
     from mapper.al.select import select_blocks
 
     pool_dir = Path(c.ledger.round(k)["steps"]["pool"]["dir"])
-    table = gpd.read_parquet(pool_dir / "blocks.parquet")
+    read = pd.read_parquet if c.chips else gpd.read_parquet  # a chip table has no geometry
+    table = read(pool_dir / "blocks.parquet")
     stopped = {p for p, s in c.ledger.stopped().items() if s}
     never = set(c.sample("validation")) | set(c.sample("decision"))
     never |= {b for b, p in c.province_of().items() if p in stopped}
@@ -285,15 +292,21 @@ def step_train(c: Campaign, k: int) -> dict:
             "decision_run": decide_run, "decisions": decide, "candidate": candidate}  # fmt: skip
 
 
-def fine_tune(init: str, labels: list[Path], out: Path, al, round_no: int) -> dict:
+def fine_tune(init: str, labels: list[Path], out: Path, al, round_no: int, gsd_m: float | None = None) -> dict:
     """Fine-tune the segmentation (a plain function: it may run on a GPU actor); an interrupted fine-tune
-    continues from its last checkpoint and ends where the uninterrupted one would."""
+    continues from its last checkpoint and ends where the uninterrupted one would. `gsd_m`: the pixel size to
+    learn at when neither the recipe nor the init records one (a chip campaign's labels are not blocks)."""
     from mapper.seg.finetune import fine_tune_seg, finetune_recipe, init_spec, load_init, recalibrate
     from mapper.seg.samples import SampleWeights, find_samples
     from mapper.seg.train import load_seg_train_config, train_seg
 
     overrides = {k: v for k, v in {"steps": al.finetune_steps, "recent_weight": al.recent_weight}.items() if v}
     cfg = load_seg_train_config(al.finetune_config or finetune_recipe(), **overrides)
+    # each campaign seed and round draws its own crops (the recipe's seed alone would make seeds of a campaign
+    # whose selection reads no random number the same campaign)
+    cfg = cfg.model_copy(update={"seed": cfg.seed + 1000 * al.seed + round_no})
+    if gsd_m is not None and cfg.gsd_m is None and load_init(init).meta["input"].get("gsd_m") is None:
+        cfg = cfg.model_copy(update={"gsd_m": gsd_m})
     meta = json.loads((out / "checkpoint.json").read_text()) if (out / "checkpoint.json").exists() else None
     if meta and meta.get("training", {}).get("complete"):
         return {"steps": meta["training"]["steps"], "seconds": meta["training"].get("seconds")}
@@ -398,6 +411,15 @@ STEP_FUNCTIONS = {"pool": step_pool, "select": step_select, "export": step_expor
                   "ingest": step_ingest, "train": step_train, "validate": step_validate}  # fmt: skip
 
 
+def _step_function(c: Campaign, step: str):
+    """The step's function: a chip campaign's own (mapper.al.chip_rounds) where it has one."""
+    if c.chips:
+        from mapper.al import chip_rounds
+
+        return chip_rounds.STEP_FUNCTIONS.get(step, STEP_FUNCTIONS[step])
+    return STEP_FUNCTIONS[step]
+
+
 def advance(c: Campaign, until: str = "validate", returned: Path | None = None) -> dict:
     """Do the open round's steps up to and including `until` (those recorded are skipped); returns the round."""
     entry = c.ledger.open_round()
@@ -405,7 +427,7 @@ def advance(c: Campaign, until: str = "validate", returned: Path | None = None) 
     if k == 0:  # the baseline: the starting models on the validation sample
         if "validate" not in entry["steps"]:
             t0 = time.perf_counter()
-            c.ledger.record(0, "validate", step_validate(c, 0), time.perf_counter() - t0)
+            c.ledger.record(0, "validate", _step_function(c, "validate")(c, 0), time.perf_counter() - t0)
         entry["done"] = True
         c.ledger.save()
         return entry
@@ -413,7 +435,7 @@ def advance(c: Campaign, until: str = "validate", returned: Path | None = None) 
         if step in entry["steps"]:
             continue
         log.info("round %d: %s", k, step)
-        fn = STEP_FUNCTIONS[step]
+        fn = _step_function(c, step)
         t0 = time.perf_counter()
         result = fn(c, k, returned) if step in ("label", "ingest") else fn(c, k)
         c.ledger.record(k, step, result, time.perf_counter() - t0)

@@ -148,6 +148,73 @@ def _sample_labels(layout, config, sources, world, validation, decision, validat
         copy_labels(decision_labels, decision, layout.labels("decision"))
 
 
+def init_chip_campaign(root: Path | str, config, pool_chips: Path, validation_chips: Path, *, name: str | None = None,
+                       gsd_m: float | None = None, annotator: str = "person") -> CampaignLayout:  # fmt: skip
+    """Create a campaign over a pool of chips (mapper.al.chips, mapper.al.chip_rounds) at `root`: the pool's
+    images copied (never its masks), the validation chips copied as they are. `annotator` "simulated" lets
+    the rounds reveal each selected chip's own mask from `pool_chips` (a folder of labelled chips), the files
+    a person would return; "person" waits for a labeller. The region is the campaign's name."""
+    import shutil
+
+    from mapper.al.chips import import_pool
+    from mapper.config.loader import resolved_config_yaml
+    from mapper.labels.chips import chip_dirs, read_labelled_chip
+    from mapper.run.preflight import check_models
+
+    layout = CampaignLayout(Path(root))
+    if layout.identity_file.exists():
+        raise CampaignError(f"{layout.root} already holds a campaign; continue it (`mapper al status {layout.root}`) "
+                            "or give another directory")  # fmt: skip
+    if annotator not in ("person", "simulated"):
+        raise CampaignError(f"--annotator {annotator!r}: give person or simulated")
+    check_models(config.run.models)
+    validation = chip_dirs(validation_chips)
+    if not validation:
+        raise CampaignError(f"--validation-chips {validation_chips}: no labelled chip there (make them with "
+                            "`mapper labels import chips`)")  # fmt: skip
+    for d in validation:
+        read_labelled_chip(d)  # every validation chip readable before anything is written
+    if annotator == "simulated" and not chip_dirs(pool_chips):
+        raise CampaignError(f"--annotator simulated reveals the pool's own masks: --pool-chips {pool_chips} must be "
+                            "labelled chips")  # fmt: skip
+    name = name or layout.root.name
+    layout.root.mkdir(parents=True, exist_ok=True)
+    pool = import_pool(pool_chips, layout.root / "pool", gsd_m)
+    ids = [d.name for d in validation]
+    overlap = sorted(set(pool) & set(ids))
+    if overlap:
+        raise CampaignError(f"{len(overlap)} chip(s) are in both the pool and the validation chips "
+                            f"({', '.join(overlap[:3])}): a model must be judged on chips it cannot be taught")
+    for d in validation:
+        if not (layout.labels("validation") / d.name / "label.json").exists():
+            tmp = layout.labels("validation") / f".{d.name}.copy"
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(d, tmp)
+            shutil.rmtree(layout.labels("validation") / d.name, ignore_errors=True)
+            tmp.rename(layout.labels("validation") / d.name)
+    atomic_write_text(layout.config_file, resolved_config_yaml(config))
+    for sample, chips in (("pool", pool), ("validation", ids), ("decision", [])):
+        write_sample(layout, sample, chips)
+    Ledger.new(layout, {"segmentation": config.run.models.segmentation}).save()
+    warnings = _sample_warnings(ids, dict.fromkeys(ids, name), [name])
+    from mapper.run.plan import model_fingerprint
+
+    identity = {
+        "format": FORMAT, "kind": "chips", "name": name, "provinces": [name], "pcodes": [], "sources": ["chip"],
+        "world": False, "world_seed": None, "strategy": config.al.strategy, "round_blocks": config.al.round_blocks,
+        "samples": {s: {"blocks": len(v), "sha256": digest(v)} for s, v in (("pool", pool), ("validation", ids))},
+        "province_of": {}, "annotator": annotator,
+        "truth_chips": str(Path(pool_chips).resolve()) if annotator == "simulated" else None,
+        "starting_models": {"segmentation": config.run.models.segmentation,
+                            "sha256": {"segmentation": model_fingerprint(config.run.models.segmentation,
+                                                                         "segmentation")}},
+        "pool_run": None, "pool_run_models": None, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "sample_warnings": warnings,
+    }  # fmt: skip
+    atomic_write_text(layout.identity_file, json.dumps(identity, indent=1, ensure_ascii=False) + "\n")  # last
+    return layout
+
+
 def open_campaign(root: Path | str, executor_factory, trainer=None, quiet: bool = True, config_files=()):
     """The campaign at `root`, ready for its steps (config: the saved one, with `config_files` merged over)."""
     from mapper.al.rounds import Campaign, run_inline
@@ -157,5 +224,5 @@ def open_campaign(root: Path | str, executor_factory, trainer=None, quiet: bool 
     layout = CampaignLayout(Path(root))
     identity = read_identity(layout.root)
     config = load_config([layout.config_file, *config_files])
-    region = resolve_provinces(identity["pcodes"])
+    region = None if identity.get("kind") == "chips" else resolve_provinces(identity["pcodes"])
     return Campaign(layout, identity, config, region, executor_factory, trainer or run_inline, quiet)

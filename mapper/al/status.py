@@ -42,15 +42,16 @@ def curve_rows(ledger) -> list[dict]:
 
 def status_text(c, last_only: bool = False) -> str:
     rows = curve_rows(c.ledger)
+    unit = "chips" if c.identity.get("kind") == "chips" else "blocks"
     head = (f"campaign {c.identity['name']} ({c.layout.root}): {', '.join(c.identity['provinces'])}; strategy "
-            f"{c.identity['strategy']}, {c.identity['round_blocks']} blocks a round; stop at IoU ≥ "
+            f"{c.identity['strategy']}, {c.identity['round_blocks']} {unit} a round; stop at IoU ≥ "
             f"{c.al.stop.iou}, semantic correctness ≥ {c.al.stop.semantic_correctness}, "
             f"PCS ≥ {c.al.stop.pcs} ({_RULE_WORDS[c.al.stop_rule]})")  # fmt: skip
     lines = [] if last_only else [head]
     if not rows and not last_only:
         lines += [f"  warning: {w}" for w in c.identity.get("sample_warnings", [])]
     for row in rows[-1:] if last_only else rows:
-        lines += _round_lines(row)
+        lines += _round_lines(row, unit)
     pending = c.ledger.rounds[-1] if c.ledger.rounds and not c.ledger.rounds[-1].get("done") else None
     if pending is not None and not last_only:
         done = [s for s in pending["steps"]]
@@ -60,13 +61,15 @@ def status_text(c, last_only: bool = False) -> str:
     return "\n".join(lines)
 
 
-def _round_lines(row: dict) -> list[str]:
-    """A validated round: its labels and pooled numbers, then each province's numbers, verdict and warnings."""
+def _round_lines(row: dict, unit: str = "blocks") -> list[str]:
+    """A validated round: its labels and pooled numbers, then each province's numbers, verdict and warnings (a
+    chip campaign's labels are chips, not polygons)."""
     o = row["overall"]
+    drawn = "" if unit == "chips" else f", {row['polygons']} polygons"
     took = "" if row["round"] == 0 else ("  adopted" if row["adopted"] else
                                          f"  not adopted (candidate IoU {_num(row['candidate_iou'])})")  # fmt: skip
-    lines = [f"round {row['round']}: {row['blocks']} blocks labelled ({row['positive']} positive, "
-             f"{row['negative']} negative, {row['polygons']} polygons); validation IoU {_with_ci(o, 'iou')}, "
+    lines = [f"round {row['round']}: {row['blocks']} {unit} labelled ({row['positive']} positive, "
+             f"{row['negative']} negative{drawn}); validation IoU {_with_ci(o, 'iou')}, "
              f"semantic correctness {_with_ci(o, 'semantic_correctness')}{took}"]  # fmt: skip
     for name, p in row["provinces"].items():
         v = row["verdicts"].get(name, {})

@@ -35,7 +35,14 @@ def al() -> None:
 
 @al.command("init")
 @CAMPAIGN
-@click.option("--province", "-p", "provinces", multiple=True, required=True, help="A province (repeatable).")
+@click.option("--province", "-p", "provinces", multiple=True, help="A province (repeatable; not with --pool-chips).")
+@click.option("--pool-chips", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="A pool of chips instead of blocks: labelled chips (masks hidden) or image files (with --gsd).")
+@click.option("--validation-chips", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="Labelled chips that judge each round (with --pool-chips; never selected).")
+@click.option("--gsd", "gsd_m", type=float, help="Pixel size in metres of a --pool-chips folder of plain images.")
+@click.option("--annotator", type=click.Choice(["person", "simulated"]), default="person", show_default=True,
+              help="Who labels a chip pool: a person, or the pool's own masks revealed chip by chip (benchmarks).")
 @click.option("--source", "-s", default="demo", show_default=True, help="The two imagery sources (a source set).")
 @click.option("--pool", "pool_blocks", type=click.IntRange(min=1), help="Candidate pool: a spread sample of N blocks.")
 @click.option("--pool-run", type=click.Path(file_okay=False, exists=True, path_type=Path),
@@ -60,13 +67,16 @@ def al() -> None:
                    "interval; point, the values (the paper's).")  # fmt: skip
 @config_option
 @world_seed_option
-def init(campaign, provinces, source, pool_blocks, pool_run, validation_blocks, decision_blocks, validation_labels,
-         decision_labels, strategy, round_blocks, seed, segmentation, base_labels, finetune_steps, stop_iou,
-         stop_rule, config_files, world_seed):  # fmt: skip
+def init(campaign, provinces, pool_chips, validation_chips, gsd_m, annotator, source, pool_blocks, pool_run,
+         validation_blocks, decision_blocks, validation_labels, decision_labels, strategy, round_blocks, seed,
+         segmentation, base_labels, finetune_steps, stop_iou, stop_rule, config_files, world_seed):  # fmt: skip
     """Create a campaign. Example: mapper al init camp --province Guangdong --pool 12 --validation 6 --decision 6
 
+    Over chips of your own imagery instead of blocks: mapper al init camp --pool-chips CHIPS --validation-chips
+    LABELLED (each round exports chips to label and takes labelled chips back).
+
     A province with fewer than 16 validation blocks is warned about: its decisions rest on wide intervals."""
-    from mapper.al.setup import init_campaign
+    from mapper.al.setup import init_campaign, init_chip_campaign
 
     overrides = {"al.pool_blocks": pool_blocks, "al.validation_blocks": validation_blocks,
                  "al.decision_blocks": decision_blocks, "al.strategy": strategy, "al.round_blocks": round_blocks,
@@ -74,6 +84,15 @@ def init(campaign, provinces, source, pool_blocks, pool_run, validation_blocks, 
                  "al.stop.iou": stop_iou, "al.stop_rule": stop_rule,
                  "al.base_labels": [str(p.resolve()) for p in base_labels] or None}  # fmt: skip
     config = load(config_files, world_seed, {k: v for k, v in overrides.items() if v is not None})
+    if pool_chips is not None or validation_chips is not None:
+        if pool_chips is None or validation_chips is None or provinces:
+            raise click.UsageError("a chip campaign takes --pool-chips and --validation-chips, and no --province")
+        layout = init_chip_campaign(campaign, config, pool_chips, validation_chips, gsd_m=gsd_m, annotator=annotator)
+        click.echo(f"campaign {layout.root} over chips: next `mapper al loop {layout.root} --rounds N`"
+                   + ("" if annotator == "simulated" else " (each round waits for labelled chips; see its README.txt)"))
+        return
+    if not provinces:
+        raise click.UsageError("give --province (repeatable), or --pool-chips and --validation-chips")
     layout = init_campaign(campaign, config, provinces, source, pool_run=pool_run,
                            validation_labels=validation_labels, decision_labels=decision_labels)  # fmt: skip
     click.echo(f"campaign {layout.root}: next `mapper al loop {layout.root} --until-stop` (simulated world) or "
@@ -137,8 +156,9 @@ for _name, _until, _doc in (
 
 @al.command("ingest")
 @CAMPAIGN
-@click.option("--returned", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="The returned GeoPackage (default: the round folder's labels.gpkg, edited in place).")  # fmt: skip
+@click.option("--returned", type=click.Path(exists=True, path_type=Path),
+              help="The returned GeoPackage (default: the round folder's labels.gpkg, edited in place); for a chip "
+                   "campaign a folder of labelled chips (default: the round's returned/).")  # fmt: skip
 @work_options
 def ingest(campaign, returned, address, in_process, quiet, config_files):
     """Take the labeller's polygons back: each block done/negative becomes a labelled block; todo ones wait."""

@@ -87,7 +87,8 @@ def find_samples(roots: Sequence[Path | str], coverage: Sequence[str] | None = S
                     out.append(SegSample(d, meta["block"], source, cov, frac, seed, _round(al_round, d), gsd))
         for d in chip_dirs(root):  # real labelled imagery: no coverage type, segmented as it is
             meta = read_chip_json(d)
-            out.append(SegSample(d, meta["chip"], CHIP_SOURCE, None, meta.get("cropland_fraction"), -1, None,
+            al_round = _round((meta.get("al") or {}).get("round"), d)  # a chip ingested by a label round
+            out.append(SegSample(d, meta["chip"], CHIP_SOURCE, None, meta.get("cropland_fraction"), -1, al_round,
                                  float(meta["gsd_m"])))  # fmt: skip
     if not out:
         which = "any coverage" if coverage is None else f"coverage {', '.join(coverage)}"

@@ -30,6 +30,9 @@ class CampaignView:
         if not is_campaign(self.root):
             raise ServeError(f"{root} is not a label campaign (no {CAMPAIGN_FILE}); create one with `mapper al init`")
         self.identity = json.loads((self.root / CAMPAIGN_FILE).read_text())
+        if self.identity.get("kind") == "chips":
+            raise ServeError(f"{root} is a campaign over chips, which have no place on a map: its rounds are in "
+                             f"`mapper al status {root}` and `mapper al report {root}`")  # fmt: skip
         self.refresh()
 
     def signature(self) -> tuple:
