@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import time
 from pathlib import Path
 
@@ -132,6 +133,41 @@ def plot(results: list[dict], out_png: Path) -> Path:
     return out_png
 
 
+def _reach(runs: list[dict], level: float) -> float:
+    """Median chips to reach `level` over the seeds, a seed that never reached it counting as infinitely many
+    (inf: most seeds did not reach it)."""
+    return median([math.inf if r["reach"][str(level)] is None else r["reach"][str(level)] for r in runs])
+
+
+def reach_text(runs: list[dict]) -> str:
+    parts = []
+    for level in LEVELS:
+        hits = [r["reach"][str(level)] for r in runs]
+        got = [h for h in hits if h is not None]
+        shown = f"{median(got):g}" if got else "—"
+        parts.append(f"{level}: {shown} ({len(got)}/{len(hits)} seeds)")
+    return ", ".join(parts)
+
+
+def saving_text(runs: list[dict], baseline: list[dict]) -> str:
+    parts = []
+    for level in LEVELS:
+        mine, theirs = _reach(runs, level), _reach(baseline, level)
+        if math.isinf(mine) and math.isinf(theirs):
+            parts.append(f"{level}: neither (most seeds did not reach it)")
+        elif math.isinf(theirs):
+            parts.append(f"{level}: {mine:g} chips vs random not reaching it in most seeds")
+        elif math.isinf(mine):
+            parts.append(f"{level}: not reached in most seeds vs random's {theirs:g} chips")
+        elif theirs == 0:
+            parts.append(f"{level}: both at the start")
+        else:
+            saved = 100 * (1 - mine / theirs)
+            parts.append(f"{level}: {mine:g} vs {theirs:g} chips ("
+                         + (f"{saved:.0f} % fewer)" if saved >= 0 else f"{-saved:.0f} % more)"))
+    return "; ".join(parts)
+
+
 def markdown(args, results: list[dict], figure: Path) -> str:
     import platform
     import sys
@@ -154,11 +190,20 @@ def markdown(args, results: list[dict], figure: Path) -> str:
         reach = " / ".join("—" if v is None else str(v) for v in r["reach"].values())
         lines.append(f"| {r['campaign']} | {curve} | {reach} | {r['auc']:.3f} | {r['adopted']} | {r['positive']} |")
     lines.append("")
-    for strategy, runs in by_strategy(results).items():
+    groups = by_strategy(results)
+    for strategy, runs in groups.items():
         aucs = sorted(r["auc"] for r in runs)
         rounds = [s for r in runs for s in r["round_seconds"]]
+        final = sorted(r["curve"][-1]["iou"] for r in runs)
         lines.append(f"- {strategy}: AUC median {median(aucs):.3f} (range {aucs[0]:.3f}-{aucs[-1]:.3f}, "
-                     f"{len(runs)} seeds); a round median {median(rounds) / 60:.1f} min on this machine")  # fmt: skip
+                     f"{len(runs)} seeds); last test IoU median {median(final):.3f} (range {final[0]:.3f}-"
+                     f"{final[-1]:.3f}); chips to reach IoU {reach_text(runs)}; a round median "
+                     f"{median(rounds) / 60:.1f} min on this machine")  # fmt: skip
+    if "random" in groups:
+        for strategy in (s for s in groups if s != "random"):
+            lines.append(f"- {strategy} against random, chips to reach each test IoU (median over seeds; a seed "
+                         f"that never reached it counts as infinitely many): "
+                         f"{saving_text(groups[strategy], groups['random'])}")  # fmt: skip
     lines += [f"- Curves: `{figure.relative_to(HERE.parent)}`.", ""]
     return "\n".join(lines)
 

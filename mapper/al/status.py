@@ -58,6 +58,9 @@ def status_text(c, last_only: bool = False) -> str:
         lines.append(f"round {pending['round']} in progress: done {', '.join(done) or 'nothing yet'}")
     if not rows and not last_only:
         lines.append(f"nothing validated yet: run `mapper al loop {c.layout.root} --rounds 1`")
+    elif not last_only:
+        current = c.ledger.current
+        lines.append(f"segmentation in force: {current['models'].get('segmentation')} (from round {current['round']})")
     return "\n".join(lines)
 
 
