@@ -59,6 +59,7 @@ def test_the_pool_holds_images_only_and_bad_pools_are_named(data, tmp_path):
     assert identity["kind"] == "chips" and identity["samples"]["pool"]["blocks"] == 9
     with pytest.raises(CampaignError, match="both the pool and the validation"):
         init_chip_campaign(tmp_path / "overlap", config(), root / "pool", root / "pool")
+    assert not (tmp_path / "overlap").exists()  # refused before anything was written
     plain = tmp_path / "plain"
     plain.mkdir()
     (plain / "a.tif").write_bytes((root / "pool" / pool[0] / "image_chip.tif").read_bytes())

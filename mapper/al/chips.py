@@ -36,16 +36,16 @@ QUALITY = ("sharpness", "hue_median", "saturation_median", "lightness_median")
 
 
 # ---------------------------------------------------------------------------------------------- the pool
-def import_pool(source: Path, out: Path, gsd_m: float | None = None) -> list[str]:
-    """Copy the pool's chip images into `out` (see the module docstring); returns the chip ids, sorted.
-
-    `source` is a folder of labelled chips (their images are copied, their masks are not) or of image files
-    (RGB; `gsd_m` required: their pixel size in metres). Chips already copied are kept."""
+def pool_items(source: Path, gsd_m: float | None = None) -> list[tuple[str, Path, float]]:
+    """(chip id, image file, pixel size) of every chip of the pool at `source`, checked, nothing written: a
+    folder of labelled chips (their images; their masks are never read) or of image files (RGB; `gsd_m`
+    required: their pixel size in metres)."""
     source = Path(source)
     labelled = chip_dirs(source) if source.is_dir() else []
     if labelled:
-        items = [(read_chip_json(d)["chip"], d / image_file(CHIP_SOURCE), float(read_chip_json(d)["gsd_m"]))
-                 for d in labelled]  # fmt: skip
+        metas = [read_chip_json(d) for d in labelled]
+        items = [(m["chip"], d / image_file(CHIP_SOURCE), float(m["gsd_m"])) for m, d in zip(metas, labelled,
+                                                                                            strict=True)]  # fmt: skip
     else:
         files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if source.is_dir() else []
         if not files:
@@ -59,9 +59,15 @@ def import_pool(source: Path, out: Path, gsd_m: float | None = None) -> list[str
     twice = sorted({c for c in ids if ids.count(c) > 1})
     if twice:
         raise LabelError(f"--pool-chips {source}: several images give the chip id(s) {', '.join(twice[:5])}")
+    return items
+
+
+def import_pool(items: list[tuple[str, Path, float]], out: Path) -> list[str]:
+    """Copy the pool's chip images (`pool_items`) into `out`; returns the chip ids, sorted. Chips already copied
+    are kept."""
     for cid, image, gsd in items:
         _copy_image(cid, image, gsd, out)
-    return sorted(ids)
+    return sorted(cid for cid, _, _ in items)
 
 
 def _copy_image(chip_id: str, image: Path, gsd_m: float, out: Path) -> None:

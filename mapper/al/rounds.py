@@ -244,6 +244,8 @@ def step_label(c: Campaign, k: int, returned: Path | None = None) -> dict:
     from mapper.al.labels_gpkg import content_digest
 
     out = c.layout.export_dir(k)
+    if returned is not None and Path(returned).is_dir():
+        raise CampaignError(f"--returned {returned} is a folder: a block campaign takes the returned GeoPackage back")
     if returned is not None or content_digest(out / "labels.gpkg") != read_manifest(out)["labels_digest"]:
         return {"annotator": "person", "returned": str(returned or out / "labels.gpkg")}
     if c.world_seed is None:

@@ -156,7 +156,7 @@ def init_chip_campaign(root: Path | str, config, pool_chips: Path, validation_ch
     a person would return; "person" waits for a labeller. The region is the campaign's name."""
     import shutil
 
-    from mapper.al.chips import import_pool
+    from mapper.al.chips import import_pool, pool_items
     from mapper.config.loader import resolved_config_yaml
     from mapper.labels.chips import chip_dirs, read_labelled_chip
     from mapper.run.preflight import check_models
@@ -177,14 +177,14 @@ def init_chip_campaign(root: Path | str, config, pool_chips: Path, validation_ch
     if annotator == "simulated" and not chip_dirs(pool_chips):
         raise CampaignError(f"--annotator simulated reveals the pool's own masks: --pool-chips {pool_chips} must be "
                             "labelled chips")  # fmt: skip
-    name = name or layout.root.name
-    layout.root.mkdir(parents=True, exist_ok=True)
-    pool = import_pool(pool_chips, layout.root / "pool", gsd_m)
-    ids = [d.name for d in validation]
-    overlap = sorted(set(pool) & set(ids))
+    items, ids = pool_items(pool_chips, gsd_m), [d.name for d in validation]
+    overlap = sorted({cid for cid, _, _ in items} & set(ids))
     if overlap:
         raise CampaignError(f"{len(overlap)} chip(s) are in both the pool and the validation chips "
                             f"({', '.join(overlap[:3])}): a model must be judged on chips it cannot be taught")
+    name = name or layout.root.name
+    layout.root.mkdir(parents=True, exist_ok=True)
+    pool = import_pool(items, layout.root / "pool")
     for d in validation:
         if not (layout.labels("validation") / d.name / "label.json").exists():
             tmp = layout.labels("validation") / f".{d.name}.copy"
