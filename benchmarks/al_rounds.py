@@ -230,7 +230,8 @@ def main(argv=None) -> int:
         help="Starting segmentation: a deliberately small model (default), an early checkpoint of the default "
         "recipe (--early-steps on the base blocks: IoU 0.6-0.8, the issue's middling start) or seg-default.",
     )
-    p.add_argument("--early-steps", type=int, default=250, help="Steps of the early checkpoint (--start early).")
+    p.add_argument("--early-steps", type=int, default=500, help="Steps of the early checkpoint (--start early; "
+                   "500 on 16 blocks: IoU 0.578 on 40 images of world seed 1, 250: 0.469).")
     p.add_argument("--small-blocks", type=int, default=4, help="Blocks of seed 0 the small model learns from.")
     p.add_argument("--small-steps", type=int, default=500, help="Steps of the small model's training.")
     p.add_argument("--work", type=Path, default=WORK)
