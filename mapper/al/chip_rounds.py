@@ -204,31 +204,34 @@ def step_validate(c, k: int) -> dict:
 
 def chip_numbers(segmenter, labels: Path) -> dict:
     """Pixel IoU, semantic correctness and PCS of `segmenter` on the labelled chips under `labels`, pooled, each
-    with its block-bootstrap 95 % interval (a chip is a block), and the chips' count."""
+    with its block-bootstrap 95 % interval (a chip is a block), and the chips' count. The chips are predicted
+    and counted as `mapper evaluate seg` does (mapper.seg.evaluate); each chip's class is added here."""
     from mapper.decide.truth import NODATA, correctness_class
-    from mapper.labels.chips import chip_dirs, read_labelled_chip
-    from mapper.seg.train import iou_counts, pixel_metrics
+    from mapper.labels.chips import CHIP_SOURCE
+    from mapper.seg.evaluate import evaluate_samples
+    from mapper.seg.samples import find_samples
+    from mapper.seg.train import iou_counts
     from mapper.validation.intervals import ci95
     from mapper.validation.semantic import correct_ci95, correct_rate
 
-    chips = {i: read_labelled_chip(d) for i, d in enumerate(chip_dirs(labels))}
-    if not chips:
+    samples = [s for s in find_samples([labels], None) if s.source == CHIP_SOURCE]
+    if not samples:
         raise CampaignError(f"{labels}: no labelled chip to validate on")
-    counts, classes = np.zeros((len(chips), 4), np.int64), []
-    inputs = [(i, (ch.rgb, ch.valid), ch.gsd_m) for i, ch in chips.items()]
-    for i, result in segmenter.predict(inputs):
-        chip = chips[i]
-        target, prob = chip.target(), np.nan_to_num(result.probability, nan=0.0)
-        counts[i] = iou_counts(prob, target, segmenter.threshold)
+    counts, classes = [], []
+
+    def per_chip(row, chip, target, result):
+        prob = np.nan_to_num(result.probability, nan=0.0)
+        counts.append(iou_counts(prob, target, segmenter.threshold))
         pred = (prob > segmenter.threshold).astype(np.uint8)
         pred[~chip.valid] = NODATA
-        classes.append(correctness_class(pred, target, None, np.full(target.shape[0], chip.gsd_m**2)))
-    tp, fp, fn = counts[:, 0], counts[:, 1], counts[:, 2]
-    m = pixel_metrics(counts.sum(axis=0))
+        classes.append(correctness_class(pred, target, None, np.full(target.shape[0], row["gsd_m"] ** 2)))
+
+    m = evaluate_samples(segmenter, samples, on_image=per_chip)
+    tp, fp, fn = (np.array([c[i] for c in counts], np.float64) for i in range(3))
     return {"iou": m["iou"], "iou_ci95": ci95(tp, tp + fp + fn), "precision": m["precision"], "recall": m["recall"],
             "semantic_correctness": correct_rate(classes), "semantic_correctness_ci95": correct_ci95(classes),
             "pcs": float((tp + fp).sum() / max(1, (tp + fn).sum())), "pcs_ci95": ci95(tp + fp, tp + fn),
-            "blocks": len(chips), "classes": {c: classes.count(c) for c in sorted(set(classes))},
+            "blocks": len(samples), "classes": {c: classes.count(c) for c in sorted(set(classes))},
             "threshold": segmenter.threshold}  # fmt: skip
 
 

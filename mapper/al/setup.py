@@ -154,8 +154,6 @@ def init_chip_campaign(root: Path | str, config, pool_chips: Path, validation_ch
     images copied (never its masks), the validation chips copied as they are. `annotator` "simulated" lets
     the rounds reveal each selected chip's own mask from `pool_chips` (a folder of labelled chips), the files
     a person would return; "person" waits for a labeller. The region is the campaign's name."""
-    import shutil
-
     from mapper.al.chips import import_pool, pool_items
     from mapper.config.loader import resolved_config_yaml
     from mapper.labels.chips import chip_dirs, read_labelled_chip
@@ -185,13 +183,7 @@ def init_chip_campaign(root: Path | str, config, pool_chips: Path, validation_ch
     name = name or layout.root.name
     layout.root.mkdir(parents=True, exist_ok=True)
     pool = import_pool(items, layout.root / "pool")
-    for d in validation:
-        if not (layout.labels("validation") / d.name / "label.json").exists():
-            tmp = layout.labels("validation") / f".{d.name}.copy"
-            shutil.rmtree(tmp, ignore_errors=True)
-            shutil.copytree(d, tmp)
-            shutil.rmtree(layout.labels("validation") / d.name, ignore_errors=True)
-            tmp.rename(layout.labels("validation") / d.name)
+    copy_labels(validation_chips, ids, layout.labels("validation"))
     atomic_write_text(layout.config_file, resolved_config_yaml(config))
     for sample, chips in (("pool", pool), ("validation", ids), ("decision", [])):
         write_sample(layout, sample, chips)
