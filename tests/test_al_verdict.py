@@ -6,9 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
+from mapper.validation.intervals import ci95
+
 from mapper.al.campaign import CampaignLayout, Ledger
 from mapper.al.status import status_text
-from mapper.al.verdict import accept, province_numbers, verdicts
+from mapper.al.verdict import accept, block_parts, province_numbers, verdicts
 from mapper.config.models import AlConfig
 
 CURRENT = {"iou": 0.80, "iou_ci95": [0.76, 0.84], "semantic_correctness": 0.85,
@@ -112,3 +115,57 @@ def test_status_shows_the_intervals_the_rule_and_the_sample_warnings(tmp_path):
     fresh = SimpleNamespace(**{**vars(c), "ledger": Ledger.new(CampaignLayout(tmp_path), {}),
                                "identity": {**c.identity, "sample_warnings": ["validation sample: Guizhou has 6"]}})
     assert "warning: validation sample: Guizhou has 6" in status_text(fresh)
+
+
+# ---------------------------------------------------------------------------------------------- paired acceptance
+def _parts(iou_per_block, rng_seed: int = 0) -> dict:
+    """Per-block parts of 16 blocks of very different size and difficulty, each block's IoU as given."""
+    rng = np.random.default_rng(rng_seed)
+    union = rng.uniform(5, 200, len(iou_per_block))  # ha: small and large blocks
+    tp = np.asarray(iou_per_block) * union
+    fp = fn = (union - tp) / 2
+    return {"ids": [f"b{i}" for i in range(len(union))], "tp": tp.tolist(), "fp": fp.tolist(), "fn": fn.tolist(),
+            "correct": [1.0] * len(union)}  # fmt: skip
+
+
+def _numbers(parts: dict) -> dict:
+    tp, fp, fn = (np.asarray(parts[k]) for k in ("tp", "fp", "fn"))
+    return {"iou": float(tp.sum() / (tp + fp + fn).sum()), "iou_ci95": ci95(tp, tp + fp + fn),
+            "semantic_correctness": 1.0, "semantic_correctness_ci95": [1.0, 1.0],
+            "pcs": float((tp + fp).sum() / (tp + fn).sum()), "pcs_ci95": ci95(tp + fp, tp + fn), "per_block": parts}
+
+
+def test_a_consistent_drop_within_the_unpaired_interval_is_refused_when_paired():
+    easy_and_hard = np.random.default_rng(1).uniform(0.3, 0.95, 16)  # the blocks' spread dwarfs the models' gap
+    current = _numbers(_parts(easy_and_hard))
+    candidate = _numbers(_parts(easy_and_hard - 0.05))  # 0.05 worse on every block
+    drop = current["iou"] - candidate["iou"]
+    unpaired = (current["iou_ci95"][1] - current["iou_ci95"][0]) / 2
+    assert drop < unpaired, "the test's premise: the unpaired rule would let this drop through"
+    without_parts = {k: v for k, v in candidate.items() if k != "per_block"}
+    adopted, why = accept({**candidate, "pcs": current["pcs"]}, current, 0.0)
+    assert not adopted and "worse on IoU" in why and "(paired)" in why
+    # the same drop judged without the blocks' parts falls back to the current's interval: within it
+    old_rule = accept(without_parts, {k: v for k, v in current.items() if k != "per_block"}, 0.0)
+    assert "worse on IoU" not in old_rule[1] and "the current's interval" in old_rule[1]
+
+
+def test_a_consistent_gain_is_adopted_and_blocks_are_matched_by_id():
+    base = np.random.default_rng(2).uniform(0.3, 0.9, 16)
+    current = _numbers(_parts(base))
+    better = _parts(base + 0.03)
+    order = np.random.default_rng(3).permutation(16)  # the candidate's run lists its blocks in another order
+    shuffled = {k: [v[i] for i in order] for k, v in better.items()}
+    adopted, why = accept({**_numbers(shuffled), "pcs": current["pcs"]}, current, 0.0)
+    assert adopted and "IoU" in why and "better" in why
+
+
+def test_block_parts_of_a_validation_report():
+    blocks = [{"block_id": "a", "truth": True, "maps": {"final": {"tp_ha": 2.0, "fp_ha": 1.0, "fn_ha": 0.5,
+                                                                   "truth_class": "TP"}}},
+              {"block_id": "b", "truth": True, "maps": {"final": {"tp_ha": 0.0, "fp_ha": 3.0, "fn_ha": 0.0,
+                                                                   "truth_class": "FP"}}},
+              {"block_id": "c", "truth": False, "maps": {"final": {}}}]  # fmt: skip
+    parts = block_parts({"blocks": blocks})
+    assert parts == {"ids": ["a", "b"], "tp": [2.0, 0.0], "fp": [1.0, 3.0], "fn": [0.5, 0.0], "correct": [1.0, 0.0]}
+    assert block_parts({"blocks": [{"block_id": "a", "truth": True, "maps": {"final": {"iou": 0.5}}}]}) is None

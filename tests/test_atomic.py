@@ -1,9 +1,11 @@
 import os
+import socket
 import stat
+import uuid
 
 import pytest
 
-from mapper.store.atomic import atomic_path, atomic_write_text
+from mapper.store.atomic import atomic_path, atomic_write_text, remove_stale_temporary_files_under
 
 
 def test_atomic_write_replaces_and_leaves_no_temp(tmp_path):
@@ -76,3 +78,35 @@ def test_a_new_run_removes_the_files_a_killed_creation_left(tmp_path):
     open_store(req, ["demo-a", "demo-b"]).close()
     assert sorted(p.name for p in out.iterdir() if p.name.endswith(".tmp")) == [".notes.txt.89ab.txt.tmp"]
     assert (out / "run.json").exists() and (out / "config.yaml").exists()
+
+
+def test_stale_temporaries_under_a_tree_are_removed_and_nothing_else(tmp_path):
+    names = []
+    for target, suffix in ((tmp_path / "ledger.json", None), (tmp_path / "rounds" / "001" / "selection.parquet",
+                           ".parquet"), (tmp_path / "runs" / "001-pool" / "masks" / "a" / "b.tif", None)):  # fmt: skip
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text("whole")
+        try:  # a writer killed mid-write: its temporary stays behind
+            with atomic_path(target, suffix=suffix) as tmp:
+                tmp.write_text("half")
+                names.append(tmp)
+                raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            pass
+    # atomic_path removes its temporary on an exception; a kill -9 does not: put them back as a kill leaves them
+    for tmp in names:
+        tmp.write_text("half")
+    keep = [tmp_path / ".hidden", tmp_path / f"notes.{uuid.uuid4().hex}.txt", tmp_path / "rounds" / ".gitkeep"]
+    for k in keep:
+        k.write_text("mine")
+    assert remove_stale_temporary_files_under(tmp_path, skip=("runs",)) == 2
+    assert not names[0].exists() and not names[1].exists() and names[2].exists(), "runs/ is left to each run"
+    assert all(k.exists() for k in keep) and (tmp_path / "ledger.json").read_text() == "whole"
+    assert remove_stale_temporary_files_under(tmp_path) == 1 and not names[2].exists()
+    # a checkpoint directory's temporary: removed once its writer is gone, never a live writer's
+    host = socket.gethostname()
+    dead = tmp_path / "models" / f".seg.{host}-{2**22 + 12345}.{uuid.uuid4().hex}.tmp"
+    live = tmp_path / "models" / f".seg.{host}-{os.getpid()}.{uuid.uuid4().hex}.tmp"
+    for d in (dead, live):
+        (d / "weights").mkdir(parents=True)
+    assert remove_stale_temporary_files_under(tmp_path) == 1 and not dead.exists() and live.exists()

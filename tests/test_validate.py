@@ -259,6 +259,8 @@ def test_json_report_of_a_world_run(run_dir, report, truth):
         assert 0 <= px[name]["iou"] <= 1 and px[name]["blocks"] == 1
     block = report["blocks"][0]
     assert block["block_id"] == BLOCK.id and block["maps"]["final"]["iou"] == pytest.approx(px["final"]["iou"])
+    areas = [block["maps"]["final"][k] for k in ("tp_ha", "fp_ha", "fn_ha")]  # what paired acceptance reads
+    assert areas == pytest.approx([tp / 1e4, fp / 1e4, fn / 1e4], rel=1e-9)
 
     sc = report["semantic_correctness"]
     assert sc["from"] == "truth" and sc["truth"] == "world seed 0"

@@ -112,5 +112,37 @@ def test_warnings_when_the_sample_is_too_small_or_an_interval_straddles_a_thresh
     assert campaign_warnings({"Hunan": clear, "Hubei": small}, STOP_THRESHOLDS) == {
         "Hubei": province_warnings("Hubei", small, STOP_THRESHOLDS)
     }
+    chips = campaign_warnings({"gid": {**straddling, "blocks": 8}}, STOP_THRESHOLDS, unit="chips")["gid"]
+    assert "8 validation chip(s)" in chips[0] and "validation chips would decide it" in chips[1], "a chip campaign"
     notes = init_warnings(["a", "b", "c"], {"a": "Hunan", "b": "Hunan", "c": "Hubei"}, ["Hunan", "Hubei", "Anhui"])
     assert len(notes) == 3 and "Hunan has 2 block(s)" in notes[0] and "Anhui has 0 block(s)" in notes[2]
+
+
+def test_paired_gain_interval_matches_a_plain_loop_and_is_narrower_than_unpaired():
+    from mapper.validation.intervals import RESAMPLES, bootstrap_ratio, paired_gain_interval
+
+    rng = np.random.default_rng(5)
+    den = rng.uniform(1, 100, 30)
+    old = den * rng.uniform(0.2, 0.9, 30)
+    new = np.minimum(old + 0.04 * den, den)
+    got = paired_gain_interval((old, den), (new, den))
+    draws = np.random.default_rng(0)  # the same seed, one resample at a time
+    gains = []
+    for _ in range(RESAMPLES):
+        i = draws.integers(0, 30, size=30)
+        gains.append(new[i].sum() / den[i].sum() - old[i].sum() / den[i].sum())
+    assert got.low == pytest.approx(np.percentile(gains, 2.5)) and got.high == pytest.approx(np.percentile(gains, 97.5))
+    assert got.low > 0, "a gain on every block is a gain beyond the noise"
+    unpaired = bootstrap_ratio(old, den)
+    assert got.half_width < unpaired.half_width / 3
+
+
+def test_paired_gain_of_pcs_is_closeness_to_one():
+    from mapper.validation.intervals import paired_gain_interval
+
+    true = np.array([10.0, 20.0, 30.0, 40.0])
+    over = paired_gain_interval((true * 1.2, true), (true * 1.05, true), closeness_to_one=True)
+    assert over.low == pytest.approx(0.15) and over.high == pytest.approx(0.15), "0.2 → 0.05 from 1 on every block"
+    assert paired_gain_interval((true[:1], true[:1]), (true[:1], true[:1])) is None, "one block: no interval"
+    with pytest.raises(ValueError):
+        paired_gain_interval((true, true), (true[:3], true[:3]))

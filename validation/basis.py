@@ -5,16 +5,20 @@ validating a province-sized run again (hours of truth rendering or label reading
 
 The basis names the package version, the run's identity (run.json), every done block's final result and
 final-map file (size and modification time), the labels (every file's size and modification time) and
-the statistics table (its SHA-256), the extra rounds, the stop rule and the intervals' method (seed and
-resamples of the bootstrap; a report saved before intervals existed is not reused). Two validations with
-equal bases read the same inputs, so their reports are equal; anything that changes a number changes the
-basis."""
+the statistics table (its SHA-256), the extra rounds, the stop rule, the intervals' method (seed and
+resamples of the bootstrap; a report saved before intervals existed is not reused) and what a block's record
+holds (one saved before the per-block areas is not reused). Two validations with equal bases read the same
+inputs, so their reports are equal; anything that changes a number changes the basis."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from pathlib import Path
+
+# what each block's record holds: a saved report without it is validated again (a campaign's paired acceptance
+# reads the final map's areas per block)
+BLOCK_RECORDS = "iou, precision, recall, truth class and TP/FP/FN hectares per map"
 
 
 def validation_basis(
@@ -33,6 +37,7 @@ def validation_basis(
         "extra_rounds": int(extra_rounds),
         "stop_rule": stop_rule,
         "intervals": METHOD,
+        "block_records": BLOCK_RECORDS,
     }
 
 

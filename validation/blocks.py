@@ -188,7 +188,8 @@ def _score_map(
     counts = pixel_counts(pred, truth.mask, areas)
     klass = correctness_class(pred, truth.mask, true_coverage, areas)
     m = pixel_metrics(counts)
-    entry.update({"iou": m["iou"], "precision": m["precision"], "recall": m["recall"], "truth_class": klass})
+    entry.update({"iou": m["iou"], "precision": m["precision"], "recall": m["recall"], "truth_class": klass,
+                  "tp_ha": m["tp_ha"], "fp_ha": m["fp_ha"], "fn_ha": m["fn_ha"]})  # a paired comparison's parts
     for t in totals:
         t.add_truth(name, counts, klass, model_class)
     return entry

@@ -42,36 +42,40 @@ def straddles(ci, threshold: float) -> bool:
     return bool(ci) and ci[0] is not None and ci[1] is not None and ci[0] < threshold < ci[1]
 
 
-def province_warnings(name: str, numbers: Mapping, thresholds: Mapping[str, float]) -> list[str]:
-    """The warnings of one province's numbers ({criterion, criterion_ci95, blocks}) against the thresholds."""
+def province_warnings(name: str, numbers: Mapping, thresholds: Mapping[str, float], unit: str = "blocks") -> list[str]:
+    """The warnings of one province's numbers ({criterion, criterion_ci95, blocks}) against the thresholds;
+    `unit` names what was validated ("chips" in a campaign over chips, where a chip counts as a block)."""
     n = int(numbers.get("blocks") or 0)
     out = []
     if n < MIN_DECISION_BLOCKS:
-        out.append(f"{name}: {n} validation block(s), fewer than {MIN_DECISION_BLOCKS}: too few to decide on")
+        out.append(f"{name}: {n} validation {unit[:-1]}(s), fewer than {MIN_DECISION_BLOCKS}: too few to decide on")
     for key, label in _LABELS.items():
         value, ci, threshold = numbers.get(key), numbers.get(f"{key}_ci95"), float(thresholds[key])
         if value is None or not straddles(ci, threshold):
             continue
         needed = blocks_needed(n, value, ci, threshold)
         out.append(f"{name}: {label} {value:.3f} (95 % CI {ci[0]:.3f}-{ci[1]:.3f}) straddles {threshold:.2f}: "
-                   f"about {needed} validation blocks would decide it at this spread")  # fmt: skip
+                   f"about {needed} validation {unit} would decide it at this spread")  # fmt: skip
     return out
 
 
-def campaign_warnings(provinces: Mapping[str, Mapping], thresholds: Mapping[str, float]) -> dict[str, list[str]]:
+def campaign_warnings(provinces: Mapping[str, Mapping], thresholds: Mapping[str, float],
+                      unit: str = "blocks") -> dict[str, list[str]]:  # fmt: skip
     """{province: warnings} of a round's numbers per province (provinces without a warning left out)."""
-    out = {name: province_warnings(name, p, thresholds) for name, p in provinces.items()}
+    out = {name: province_warnings(name, p, thresholds, unit) for name, p in provinces.items()}
     return {name: w for name, w in out.items() if w}
 
 
-def init_warnings(validation: Iterable[str], province_of: Mapping[str, str], provinces: Iterable[str]) -> list[str]:
-    """Before any validation: the provinces whose share of the validation sample is under 16 blocks."""
+def init_warnings(validation: Iterable[str], province_of: Mapping[str, str], provinces: Iterable[str],
+                  unit: str = "blocks") -> list[str]:  # fmt: skip
+    """Before any validation: the provinces whose share of the validation sample is under 16 blocks (`unit`:
+    what the sample holds, "chips" in a chip campaign)."""
     counts: dict[str, int] = {}
     for block in validation:
         counts[province_of.get(block)] = counts.get(province_of.get(block), 0) + 1
     return [
-        f"validation sample: {p} has {counts.get(p, 0)} block(s), fewer than {MIN_DECISION_BLOCKS}: its stop and "
-        "acceptance decisions will rest on wide intervals; round 0's validation says how many blocks a decision "
+        f"validation sample: {p} has {counts.get(p, 0)} {unit[:-1]}(s), fewer than {MIN_DECISION_BLOCKS}: its stop "
+        f"and acceptance decisions will rest on wide intervals; round 0's validation says how many {unit} a decision "
         "needs (`mapper al status`)"
         for p in provinces
         if counts.get(p, 0) < MIN_DECISION_BLOCKS

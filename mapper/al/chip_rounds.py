@@ -189,7 +189,7 @@ def step_validate(c, k: int) -> dict:
     if current is not None and candidate == _models(c):
         return {"candidate": candidate, "adopted": False, "why": "no new model this round", **current,
                 "verdicts": verdicts(current["provinces"], c.ledger, [region], stop, rule),
-                "sample_warnings": _sample_warnings(current["provinces"], stop, k)}  # fmt: skip
+                "sample_warnings": _sample_warnings(current["provinces"], stop, k, "chips")}  # fmt: skip
     numbers = chip_numbers(_segmenter(candidate["segmentation"]), c.layout.labels("validation"))
     numbers = {"overall": numbers, "provinces": {region: numbers}}
     adopted, why = accept(numbers["overall"], current["overall"] if current else None, c.al.acceptance_tolerance)
@@ -199,7 +199,7 @@ def step_validate(c, k: int) -> dict:
     return {"candidate": candidate, "candidate_numbers": numbers, "adopted": adopted, "why": why,
             "overall": in_force["overall"], "provinces": in_force["provinces"],
             "verdicts": verdicts(in_force["provinces"], c.ledger, [region], stop, rule),
-            "sample_warnings": _sample_warnings(in_force["provinces"], stop, k)}  # fmt: skip
+            "sample_warnings": _sample_warnings(in_force["provinces"], stop, k, "chips")}  # fmt: skip
 
 
 def chip_numbers(segmenter, labels: Path) -> dict:
@@ -212,14 +212,15 @@ def chip_numbers(segmenter, labels: Path) -> dict:
     from mapper.seg.samples import find_samples
     from mapper.seg.train import iou_counts
     from mapper.validation.intervals import ci95
-    from mapper.validation.semantic import correct_ci95, correct_rate
+    from mapper.validation.semantic import CORRECT_CLASSES, correct_ci95, correct_rate
 
     samples = [s for s in find_samples([labels], None) if s.source == CHIP_SOURCE]
     if not samples:
         raise CampaignError(f"{labels}: no labelled chip to validate on")
-    counts, classes = [], []
+    counts, classes, ids = [], [], []
 
     def per_chip(row, chip, target, result):
+        ids.append(row["block"])
         prob = np.nan_to_num(result.probability, nan=0.0)
         counts.append(iou_counts(prob, target, segmenter.threshold))
         pred = (prob > segmenter.threshold).astype(np.uint8)
@@ -232,7 +233,9 @@ def chip_numbers(segmenter, labels: Path) -> dict:
             "semantic_correctness": correct_rate(classes), "semantic_correctness_ci95": correct_ci95(classes),
             "pcs": float((tp + fp).sum() / max(1, (tp + fn).sum())), "pcs_ci95": ci95(tp + fp, tp + fn),
             "blocks": len(samples), "classes": {c: classes.count(c) for c in sorted(set(classes))},
-            "threshold": segmenter.threshold}  # fmt: skip
+            "threshold": segmenter.threshold,
+            "per_block": {"ids": ids, "tp": tp.tolist(), "fp": fp.tolist(), "fn": fn.tolist(),
+                          "correct": [1.0 if c in CORRECT_CLASSES else 0.0 for c in classes]}}  # fmt: skip
 
 
 STEP_FUNCTIONS = {"pool": step_pool, "export": step_export, "label": step_label, "ingest": step_ingest,

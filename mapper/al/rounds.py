@@ -390,12 +390,12 @@ def step_validate(c: Campaign, k: int) -> dict:
     return result
 
 
-def _sample_warnings(provinces: dict, thresholds: dict, k: int) -> dict[str, list[str]]:
+def _sample_warnings(provinces: dict, thresholds: dict, k: int, unit: str = "blocks") -> dict[str, list[str]]:
     """{province: warnings} when the validation sample is too small to decide (mapper.validation.sample_size),
-    logged as warnings too."""
+    logged as warnings too; `unit`: what the sample holds ("chips" in a chip campaign)."""
     from mapper.validation.sample_size import campaign_warnings
 
-    out = campaign_warnings(provinces, thresholds)
+    out = campaign_warnings(provinces, thresholds, unit)
     for lines in out.values():
         for line in lines:
             log.warning("round %d: %s", k, line)

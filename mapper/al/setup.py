@@ -88,11 +88,12 @@ def init_campaign(root: Path | str, config, provinces, source: str, *, name: str
     return layout
 
 
-def _sample_warnings(validation: list[str], province_of: dict, provinces: list[str]) -> list[str]:
-    """The provinces with too few validation blocks to decide on (mapper.validation.sample_size), logged."""
+def _sample_warnings(validation: list[str], province_of: dict, provinces: list[str], unit: str = "blocks") -> list[str]:
+    """The provinces with too few validation blocks (or chips) to decide on (mapper.validation.sample_size),
+    logged."""
     from mapper.validation.sample_size import init_warnings
 
-    out = init_warnings(validation, province_of, provinces)
+    out = init_warnings(validation, province_of, provinces, unit)
     for line in out:
         log.warning(line)
     return out
@@ -188,7 +189,7 @@ def init_chip_campaign(root: Path | str, config, pool_chips: Path, validation_ch
     for sample, chips in (("pool", pool), ("validation", ids), ("decision", [])):
         write_sample(layout, sample, chips)
     Ledger.new(layout, {"segmentation": config.run.models.segmentation}).save()
-    warnings = _sample_warnings(ids, dict.fromkeys(ids, name), [name])
+    warnings = _sample_warnings(ids, dict.fromkeys(ids, name), [name], "chips")
     from mapper.run.plan import model_fingerprint
 
     identity = {

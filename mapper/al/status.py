@@ -33,11 +33,17 @@ def curve_rows(ledger) -> list[dict]:
             continue
         rows.append({
             "round": r["round"], "blocks": blocks, "positive": positive, "negative": negative, "polygons": polygons,
-            "adopted": v.get("adopted"), "overall": v.get("overall", {}), "provinces": v.get("provinces", {}),
+            "adopted": v.get("adopted"), "overall": _headline(v.get("overall", {})),
+            "provinces": {p: _headline(n) for p, n in v.get("provinces", {}).items()},
             "verdicts": v.get("verdicts", {}), "sample_warnings": v.get("sample_warnings", {}),
             "candidate_iou": v.get("candidate_numbers", {}).get("overall", {}).get("iou"),
         })  # fmt: skip
     return rows
+
+
+def _headline(numbers: dict) -> dict:
+    """Validation numbers without their blocks' parts (kept in the ledger for paired acceptance only)."""
+    return {k: v for k, v in numbers.items() if k != "per_block"}
 
 
 def status_text(c, last_only: bool = False) -> str:

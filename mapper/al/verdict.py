@@ -14,10 +14,15 @@
   levels — pooled IoU, pooled semantic correctness, and the closeness of pooled PCS to 1 (|PCS − 1|: over-
   and under-mapping both count) — and better on at least one; both models are judged on the same fixed
   validation sample. A level is *worse* when the candidate's value falls below the current's by more than
-  max(tolerance, h), h the half-width of the current's 95 % interval on that level: a drop within the
-  sample's spread is no evidence against the candidate, and with three levels a strict rule would refuse
-  nearly every candidate by noise alone. A level is *better* when the candidate's value is above the
-  current's: asking for a gain beyond the interval would refuse every round's modest gain on a small sample,
+  max(tolerance, h). h is the half-width of the 95 % interval of the *paired* gain (candidate − current,
+  the same blocks resampled for both: mapper.validation.intervals.paired_gain_interval) when both numbers
+  carry their blocks' parts (`per_block`), else of the current's own interval: a drop within the sample's
+  spread is no evidence against the candidate, and with three levels a strict rule would refuse nearly
+  every candidate by noise alone. The paired interval is the right spread: part of a sample's spread is its
+  easy and hard blocks, which move both models alike, and what is left is how differently the two models
+  fare block by block — the question asked: "worse" is a drop the sample shows beyond its noise. A level is
+  *better* when the candidate's value is above the current's:
+  asking for a gain beyond the interval would refuse every round's modest gain on a small sample,
   and the guard against noise is on the worse side. A level the models in force have no value for is not
   compared; one the candidate cannot measure counts as worse (an unmeasured IoU refuses it outright). The
   first validation, of the starting models, is always in force.
@@ -30,8 +35,10 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from mapper.config.models import AlConfig
-from mapper.validation.intervals import half_width
+from mapper.validation.intervals import half_width, paired_gain_interval
 from mapper.validation.stop import CRITERIA, STOP_THRESHOLDS, stop_verdict
 
 DEFAULT_STOP_RULE = AlConfig.model_fields["stop_rule"].default
@@ -54,9 +61,52 @@ def province_numbers(report: dict) -> dict:
         "overall": {"iou": final.get("iou"), "iou_ci95": final.get("ci95"), "precision": final.get("precision"),
                     "recall": final.get("recall"), "semantic_correctness": sc.get("rate"),
                     "semantic_correctness_ci95": sc.get("ci95"), "pcs": final.get("area_ratio"),
-                    "pcs_ci95": final.get("area_ratio_ci95"), "blocks": report["pixel_iou"].get("blocks")},
+                    "pcs_ci95": final.get("area_ratio_ci95"), "blocks": report["pixel_iou"].get("blocks"),
+                    "per_block": block_parts(report)},
         "provinces": provinces,
     }  # fmt: skip
+
+
+def block_parts(report: dict) -> dict | None:
+    """The final map's parts of each block with truth — ids, TP, FP, FN (ha) and 1/0 for a semantically correct
+    block — for a paired comparison (accept); None when the report predates the per-block areas."""
+    from mapper.validation.semantic import CORRECT_CLASSES
+
+    entries = [(r["block_id"], r["maps"].get("final", {})) for r in report.get("blocks", []) if r.get("truth")]
+    entries = [(b, e) for b, e in entries if e.get("tp_ha") is not None and e.get("truth_class")]
+    if not entries:
+        return None
+    areas = {k: [float(e[f"{k}_ha"]) for _, e in entries] for k in ("tp", "fp", "fn")}
+    return {"ids": [b for b, _ in entries], **areas,
+            "correct": [1.0 if e["truth_class"] in CORRECT_CLASSES else 0.0 for _, e in entries]}  # fmt: skip
+
+
+def paired_half_widths(candidate: dict, current: dict) -> dict[str, float]:
+    """{level: half-width of the paired gain's 95 % interval} over the blocks both numbers have parts for (none
+    when either lacks them or fewer than 2 blocks are shared)."""
+    new, old = candidate.get("per_block"), current.get("per_block")
+    if not new or not old:
+        return {}
+    shared = sorted(set(new["ids"]) & set(old["ids"]))
+    if len(shared) < 2:
+        return {}
+    rows_new, rows_old = ({b: i for i, b in enumerate(p["ids"])} for p in (new, old))
+
+    def parts(p: dict, rows: dict, num, den):
+        at = [rows[b] for b in shared]
+        v = {k: np.asarray(p[k], np.float64)[at] for k in ("tp", "fp", "fn", "correct")}
+        return num(v), den(v)
+
+    levels = {"iou": (lambda v: v["tp"], lambda v: v["tp"] + v["fp"] + v["fn"]),
+              "semantic_correctness": (lambda v: v["correct"], lambda v: np.ones_like(v["correct"])),
+              "pcs": (lambda v: v["tp"] + v["fp"], lambda v: v["tp"] + v["fn"])}  # fmt: skip
+    out = {}
+    for key, (num, den) in levels.items():
+        interval = paired_gain_interval(parts(old, rows_old, num, den), parts(new, rows_new, num, den),
+                                        closeness_to_one=key == "pcs")  # fmt: skip
+        if interval is not None:
+            out[key] = interval.half_width
+    return out
 
 
 def accept(candidate: dict, current: dict | None, tolerance: float) -> tuple[bool, str]:
@@ -66,7 +116,9 @@ def accept(candidate: dict, current: dict | None, tolerance: float) -> tuple[boo
         return True, "the starting models: the first validation"
     if candidate.get("iou") is None:
         return False, "the candidate's IoU could not be measured: the models in force are kept"
-    judged = [(label, *_judge_level(key, label, candidate, current, tolerance)) for key, label in LEVELS]
+    paired = paired_half_widths(candidate, current)
+    judged = [(label, *_judge_level(key, label, candidate, current, tolerance, paired.get(key)))
+              for key, label in LEVELS]  # fmt: skip
     words = "; ".join(w for _, _, w in judged)
     worse = [label for label, verdict, _ in judged if verdict == "worse"]
     if worse:
@@ -76,22 +128,26 @@ def accept(candidate: dict, current: dict | None, tolerance: float) -> tuple[boo
     return False, f"{words} — better on none: the models in force are kept"
 
 
-def _judge_level(key: str, label: str, candidate: dict, current: dict, tolerance: float) -> tuple[str, str]:
+def _judge_level(key: str, label: str, candidate: dict, current: dict, tolerance: float,
+                 paired: float | None = None) -> tuple[str, str]:  # fmt: skip
     """(worse | better | level | not compared, the words) of one level: the candidate's value against the
-    current's, a drop allowed up to max(tolerance, the current's interval half-width)."""
+    current's, a drop allowed up to max(tolerance, h): h the paired gain's interval half-width where given,
+    else the current's interval half-width."""
     new, old = candidate.get(key), current.get(key)
     if old is None:
         return "not compared", f"{label}: the models in force have no value"
     if new is None:
         return "worse", f"{label} not measured (the models in force: {old:.4f}): worse"
-    allowed = max(tolerance, half_width(current.get(f"{key}_ci95")) or 0.0)
+    spread = paired if paired is not None else half_width(current.get(f"{key}_ci95"))
+    allowed = max(tolerance, spread or 0.0)
     gain = (abs(old - 1) - abs(new - 1)) if key == "pcs" else (new - old)
     verdict = "worse" if gain < -allowed - 1e-12 else ("better" if gain > 1e-12 else "level")
     shown = f"{label} {new:.4f} vs {old:.4f}"
     if key == "pcs":
         shown += f" (|PCS − 1| {abs(new - 1):.4f} vs {abs(old - 1):.4f})"
     words = {"worse": "worse", "better": "better", "level": "no clear change"}[verdict]
-    return verdict, f"{shown}, a drop up to {allowed:.4f} allowed: {words}"
+    basis = "paired" if paired is not None else "the current's interval"
+    return verdict, f"{shown}, a drop up to {allowed:.4f} allowed ({basis}): {words}"
 
 
 def verdicts(provinces: dict, ledger, names, thresholds: dict | None = None, rule: str = DEFAULT_STOP_RULE) -> dict:

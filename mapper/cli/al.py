@@ -113,10 +113,13 @@ def _open(campaign: Path, in_process: bool, address: str | None, quiet: bool, co
 
 def _step(campaign, until, in_process, address, quiet, config_files, returned=None) -> dict:
     from mapper.al.rounds import advance, all_stopped
+    from mapper.store.atomic import remove_stale_temporary_files_under
     from mapper.store.run_lock import RunLock
 
     c = _open(campaign, in_process, address, quiet, config_files)
     with RunLock.acquire(c.layout.root, what=f"mapper al {until}"):
+        # what a killed command's writes left; each run under runs/ cleans its own when it is resumed
+        remove_stale_temporary_files_under(c.layout.root, skip=("runs",))
         if not c.ledger.rounds or not c.ledger.rounds[0].get("done"):
             entry = advance(c)  # round 0: the starting models judged on the validation sample
             if all_stopped(c.ledger, c.identity["provinces"]):

@@ -16,7 +16,7 @@ from mapper.run.plan import Region, plan_blocks, region_units, run_identity
 from mapper.run.preflight import check_dem, check_models, check_sources
 from mapper.run.registry import active_stages
 from mapper.run.stage import RunContext
-from mapper.store.atomic import atomic_write_text, remove_stale_temporary_files
+from mapper.store.atomic import atomic_write_text, remove_stale_temporary_files, remove_stale_temporary_files_under
 from mapper.store.run_lock import RunLock
 from mapper.store.run_store import RUN_FILE, RunLayout, RunStore, RunStoreError, check_writable
 from mapper.store.space import free_bytes, is_disk_full, reason
@@ -90,6 +90,7 @@ def run(req: RunRequest, executor_factory) -> dict:
     handler = _log_to(RunLayout(root).log_file)
     try:
         with RunLock.acquire(root, what="mapper run") as lock:  # one driver per run directory
+            remove_stale_temporary_files_under(root)  # what a killed driver's writes left (the lock is ours)
             store = open_store(req, sources)
             try:
                 return _drive(req, store, sources, executor_factory, lock)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import re
 import shutil
 import socket
 import uuid
@@ -51,6 +52,31 @@ def remove_stale_temporary_files(path: Path | str) -> int:
     for tmp in stale:
         tmp.unlink(missing_ok=True)
     return len(stale)
+
+
+# the names atomic_path gives its temporaries: ".<name>.<32 hex digits><suffix>"
+_TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{32}(\.[^.]+)*$")
+
+
+def remove_stale_temporary_files_under(root: Path | str, skip: tuple[str, ...] = ()) -> int:
+    """Remove every temporary file `atomic_path` left under `root`, and every temporary directory of
+    `atomic_directory` whose writer on this host no longer runs (writers killed mid-write), except under the
+    top-level folders named in `skip`; returns how many. Only for a tree that no other process writes: the
+    caller holds the tree's lock (mapper.store.run_lock) and nothing of its own is writing yet."""
+    root, removed = Path(root), 0
+    for folder, dirs, files in os.walk(root):
+        if Path(folder) == root:
+            dirs[:] = [d for d in dirs if d not in skip]
+        stale = [d for d in dirs if _dead_writer(d)]
+        for name in stale:
+            shutil.rmtree(Path(folder) / name, ignore_errors=True)
+        removed += len(stale)
+        dirs[:] = [d for d in dirs if d not in stale]
+        for name in files:
+            if _TEMPORARY.match(name):
+                (Path(folder) / name).unlink(missing_ok=True)
+                removed += 1
+    return removed
 
 
 def atomic_write_bytes(path: Path | str, data: bytes) -> None:
@@ -121,6 +147,16 @@ def remove_stale_temporaries(directory: Path) -> list[Path]:
             shutil.rmtree(p, ignore_errors=True)
             removed.append(p)
     return removed
+
+
+def _dead_writer(name: str) -> bool:
+    """A directory name of atomic_directory's temporaries, ".<name>.<host>-<pid>.<hex>.tmp", written on this host
+    by a process that no longer runs."""
+    marker = f".{socket.gethostname()}-"
+    if not (name.startswith(".") and name.endswith(".tmp") and marker in name):
+        return False
+    pid = name.rsplit(marker, 1)[1].split(".", 1)[0]
+    return pid.isdigit() and not _running(int(pid))
 
 
 def _running(pid: int) -> bool:
