@@ -21,11 +21,11 @@
   every candidate by noise alone. The paired interval is the right spread: part of a sample's spread is its
   easy and hard blocks, which move both models alike, and what is left is how differently the two models
   fare block by block — the question asked: "worse" is a drop the sample shows beyond its noise. A level is
-  *better* when the candidate's value is above the current's:
-  asking for a gain beyond the interval would refuse every round's modest gain on a small sample,
-  and the guard against noise is on the worse side. A level the models in force have no value for is not
-  compared; one the candidate cannot measure counts as worse (an unmeasured IoU refuses it outright). The
-  first validation, of the starting models, is always in force.
+  *better* when the candidate's value is above the current's: asking for a gain beyond the interval would
+  refuse every round's modest gain on a small sample, and the guard against noise is on the worse side. A
+  level the models in force have no value for is not compared; one the candidate cannot measure counts as
+  worse (an unmeasured IoU refuses it outright). The first validation, of the starting models, is always in
+  force.
 - **Stop** per province: the paper's criteria (IoU ≥ 0.85, semantic correctness ≥ 0.85, PCS ≥ 0.80) by the
   campaign's al.stop_rule (lower_bound by default: the lower end of each 95 % interval must clear its
   threshold; a number without an interval is taken at its value, said in its reason), with the exception for
