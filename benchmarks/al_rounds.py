@@ -62,7 +62,9 @@ def prepare(args, work: Path) -> tuple[Path, Path]:
                "--world-seed", "0", "-q")  # fmt: skip
         (base / ".done").write_text("")
     pool = work / f"pool-seed{args.world_seed}"
-    if not (pool / "run.json").exists() or not (pool / "blocks.parquet").exists():
+    if (pool / "run.json").exists() and not (pool / "blocks.parquet").exists():  # begun and killed: resume it
+        mapper("run", "--resume", str(pool), "--in-process", "-q")
+    elif not (pool / "run.json").exists():
         mapper("run", "--province", args.province, "--world-seed", str(args.world_seed), "--max-blocks",
                str(args.pool), "--in-process", "--out", str(pool), "-q")  # fmt: skip
     return base, pool
