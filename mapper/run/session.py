@@ -90,7 +90,8 @@ def run(req: RunRequest, executor_factory) -> dict:
     handler = _log_to(RunLayout(root).log_file)
     try:
         with RunLock.acquire(root, what="mapper run") as lock:  # one driver per run directory
-            remove_stale_temporary_files_under(root)  # what a killed driver's writes left (the lock is ours)
+            if RunLayout(root).run_file.exists():  # a run begun before: what its killed driver's writes left
+                remove_stale_temporary_files_under(root)  # (the lock is ours; a new --out may be any folder)
             store = open_store(req, sources)
             try:
                 return _drive(req, store, sources, executor_factory, lock)
