@@ -12,8 +12,8 @@ fine-tune of `--finetune-steps` steps from the model in force on every chip labe
 the models are judged on real chips only). The start is the packaged seg-default, trained on the simulated
 world only. After each round the models in force are judged on the 153 held-out test chips (never selected,
 never validated on): pixel IoU with its chip-bootstrap interval. Campaigns resume where they stood. Beside the
-curves, the ceiling of the model and recipe: the start fine-tuned on every pool chip with its mask for as many
-steps as a campaign's fine-tunes add up to: what labelling the whole pool buys at the same training budget
+curves, the reference of labelling everything: the start fine-tuned on every pool chip with its mask for as
+many steps as a campaign's fine-tunes add up to, what the whole pool buys at the same training budget
 (`--no-all-labels` skips it).
 """
 

@@ -90,23 +90,21 @@ def paired_half_widths(candidate: dict, current: dict) -> dict[str, float]:
     shared = sorted(set(new["ids"]) & set(old["ids"]))
     if len(shared) < 2:
         return {}
-    rows_new, rows_old = ({b: i for i, b in enumerate(p["ids"])} for p in (new, old))
-
-    def parts(p: dict, rows: dict, num, den):
-        at = [rows[b] for b in shared]
-        v = {k: np.asarray(p[k], np.float64)[at] for k in ("tp", "fp", "fn", "correct")}
-        return num(v), den(v)
-
-    levels = {"iou": (lambda v: v["tp"], lambda v: v["tp"] + v["fp"] + v["fn"]),
-              "semantic_correctness": (lambda v: v["correct"], lambda v: np.ones_like(v["correct"])),
-              "pcs": (lambda v: v["tp"] + v["fp"], lambda v: v["tp"] + v["fn"])}  # fmt: skip
+    before, after = _level_parts(old, shared), _level_parts(new, shared)
     out = {}
-    for key, (num, den) in levels.items():
-        interval = paired_gain_interval(parts(old, rows_old, num, den), parts(new, rows_new, num, den),
-                                        closeness_to_one=key == "pcs")  # fmt: skip
+    for key in before:
+        interval = paired_gain_interval(before[key], after[key], closeness_to_one=key == "pcs")
         if interval is not None:
             out[key] = interval.half_width
     return out
+
+
+def _level_parts(parts: dict, blocks: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{level: (num, den) per block} of `blocks`, in that order, from a `per_block` dict."""
+    at = [{b: i for i, b in enumerate(parts["ids"])}[b] for b in blocks]
+    tp, fp, fn, correct = (np.asarray(parts[k], np.float64)[at] for k in ("tp", "fp", "fn", "correct"))
+    return {"iou": (tp, tp + fp + fn), "semantic_correctness": (correct, np.ones_like(correct)),
+            "pcs": (tp + fp, tp + fn)}  # fmt: skip
 
 
 def accept(candidate: dict, current: dict | None, tolerance: float) -> tuple[bool, str]:

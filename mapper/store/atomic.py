@@ -139,11 +139,9 @@ def _writer() -> str:
 def remove_stale_temporaries(directory: Path) -> list[Path]:
     """Remove the temporary directories of `directory` whose writer, a process on this host, no longer runs
     (killed mid-write); a live writer's, and other hosts' (shared storage), are left alone. Returns them."""
-    prefix = f".{directory.name}.{socket.gethostname()}-"
     removed = []
     for p in directory.parent.glob(f".{glob.escape(directory.name)}.*.tmp"):
-        pid = p.name[len(prefix):].split(".", 1)[0] if p.name.startswith(prefix) else ""
-        if pid.isdigit() and not _running(int(pid)):
+        if _dead_writer(p.name):
             shutil.rmtree(p, ignore_errors=True)
             removed.append(p)
     return removed
